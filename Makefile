@@ -1,0 +1,30 @@
+# Two entry points set up everything on a fresh machine:
+#   make bench   the main job: benchmarks against bitcodes-pytorch
+#   make test    the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
+
+.PHONY: test bench install clean
+
+$(VENV)/.deps: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# --no-build-isolation: the extension must compile against the torch it will run with.
+$(VENV)/.built: $(VENV)/.deps $(SOURCES)
+	$(PY) -m pip install --quiet --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.built
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)
+
+clean:
+	rm -rf build $(VENV) bitcodes_ext/_C*.so *.egg-info

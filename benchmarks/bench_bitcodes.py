@@ -1,0 +1,132 @@
+"""Bitcodes: bitcodes-pytorch (eager and torch.compile), the two-GEMM pure-torch rewrite
+(bitcodes_ext.reference) and our fused kernels, side by side in one run.
+
+    python benchmarks/bench_bitcodes.py [--quick] [--threads 2] [--device cpu]
+
+Prints a table and writes benchmarks/results/<device>-<date>.{json,md}.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+import torch
+from bitcodes_pytorch import Bitcodes as PackageBitcodes
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+import bitcodes_ext  # noqa: E402
+from bitcodes_ext import Bitcodes  # noqa: E402
+
+GRID = [(8192, 64, 8), (16384, 512, 32), (16384, 1024, 64)]
+QUICK_GRID = [(8192, 64, 8), (4096, 256, 32)]
+
+
+def implementations(features, num_bits, training, device, compile_reference):
+    """name -> module; all share one codebook."""
+    package = PackageBitcodes(features, num_bits, 1.0).to(device).train(training)
+    impls = {"reference": package}
+    if compile_reference:
+        impls["reference+compile"] = torch.compile(package)
+    for name, backend in (("two-GEMM torch", "torch"), ("bitcodes_ext", "native")):
+        layer = Bitcodes(features, num_bits, 1.0, backend=backend).to(device).train(training)
+        layer.load_state_dict(package.state_dict())
+        impls[name] = layer
+    return impls
+
+
+def step_fn(module, x, training):
+    if not training:
+
+        def run():
+            with torch.no_grad():
+                return module(x)
+
+        return run
+    xg = x.detach().requires_grad_()
+
+    def run():
+        y, _ = module(xg)
+        y.backward(torch.ones_like(y))
+
+    return run
+
+
+def bench_config(tokens, features, num_bits, training, device, args):
+    x = torch.randn(1, tokens, features, device=device)
+    impls = implementations(features, num_bits, training, device, not args.no_compile)
+    fns = {name: step_fn(m, x, training) for name, m in impls.items()}
+    times = harness.interleaved_medians(fns, device, rounds=args.rounds, min_run_time=args.min_run_time)
+    # Minimal work: eval = logits GEMM + overlapped sum (2 skinny GEMMs); train adds the
+    # backward's four (u, dx, bits^T g, r^T x).
+    flops = (12 if training else 4) * tokens * features * num_bits
+    return times, flops
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="a small grid, for a smoke run")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-run-time", type=float, default=0.5)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    grid = QUICK_GRID if args.quick else GRID
+    info = bitcodes_ext.backend_info()
+    if not info[f"{device.type}_kernels"]:
+        sys.exit(f"no compiled {device.type} kernels to benchmark: {info['load_error']}")
+
+    peak = harness.sgemm_peak_gflops(device)
+    bandwidth = harness.copy_bandwidth_gbs(device)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"device {device_name}, {args.threads} threads, torch {torch.__version__}")
+    print(f"measured sgemm peak {peak:.1f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s\n")
+
+    rows = []
+    header = f"{'mode':5} {'T':>6} {'D':>5} {'B':>3} | {'implementation':18} {'ms':>9} {'vs ref':>7} {'vs compile':>10} {'GFLOP/s':>8} {'% peak':>6} {'out floor ms':>12}"
+    print(header)
+    print("-" * len(header))
+    for training in (False, True):
+        mode = "train" if training else "eval"
+        for tokens, features, num_bits in grid:
+            times, flops = bench_config(tokens, features, num_bits, training, device, args)
+            floor = harness.fresh_output_ms((tokens, features), device)
+            for name, ms in times.items():
+                row = dict(
+                    mode=mode, tokens=tokens, features=features, num_bits=num_bits, implementation=name, ms=ms,
+                    speedup_vs_reference=times["reference"] / ms,
+                    speedup_vs_compiled_reference=times["reference+compile"] / ms if "reference+compile" in times else None,
+                    gflops=flops / (ms * 1e-3) / 1e9, output_alloc_floor_ms=floor,
+                )
+                row["fraction_of_sgemm_peak"] = row["gflops"] / peak
+                rows.append(row)
+                vs_compile = f"{row['speedup_vs_compiled_reference']:10.2f}" if row["speedup_vs_compiled_reference"] else f"{'-':>10}"
+                print(
+                    f"{mode:5} {tokens:6} {features:5} {num_bits:3} | {name:18} {ms:9.3f} {row['speedup_vs_reference']:7.2f} "
+                    f"{vs_compile} {row['gflops']:8.1f} {100 * row['fraction_of_sgemm_peak']:6.1f} {floor:12.3f}"
+                )
+            print()
+
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"{device.type}-{harness.now()}" + ("-quick" if args.quick else ""))
+    meta = dict(
+        device=device_name, device_type=device.type, threads=args.threads, torch=torch.__version__,
+        backend_info=info, sgemm_peak_gflops=peak, copy_bandwidth_gbs=bandwidth, date=harness.now(),
+        thp_mem_alloc=os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
+    )
+    with open(stem + ".json", "w") as f:
+        json.dump(dict(meta=meta, results=rows), f, indent=1)
+    print(f"wrote {stem}.json")
+
+
+if __name__ == "__main__":
+    main()

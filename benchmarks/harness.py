@@ -1,0 +1,57 @@
+"""Timing and roofline helpers shared by the benchmark scripts."""
+
+import statistics
+import time
+
+import torch
+from torch.utils import benchmark
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn, device, *, min_run_time=0.5, warmup=3):
+    """Median ms per call after a warm-up, from torch.utils.benchmark (which syncs CUDA)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    timer = benchmark.Timer("fn()", globals={"fn": fn})
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def interleaved_medians(fns, device, *, rounds=3, min_run_time=0.5):
+    """Times every function `rounds` times in turn and keeps the median: drift on a noisy
+    machine then hits all of them alike instead of whichever ran last."""
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(median_ms(fn, device, min_run_time=min_run_time))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def sgemm_peak_gflops(device, dtype=torch.float32, n=2048):
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    ms = median_ms(lambda: a @ b, device, min_run_time=1.0)
+    return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
+def copy_bandwidth_gbs(device, nbytes=256 << 20):
+    """Read + write GB/s of a large device-to-device copy into preallocated memory."""
+    src = torch.empty(nbytes // 4, device=device)
+    src.uniform_()
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, min_run_time=1.0)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def fresh_output_ms(shape, device, dtype=torch.float32):
+    """Allocating and writing a new output of this shape: a floor for any op that returns one.
+    (On VMs the page faults of a fresh large allocation can cost more than the writes.)"""
+    return median_ms(lambda: torch.empty(shape, device=device, dtype=dtype).fill_(1.0), device, min_run_time=0.5)
+
+
+def now():
+    return time.strftime("%Y-%m-%d")

@@ -1,0 +1,21 @@
+"""bitcodes_ext: vector quantization with binary codes, on fused C++/CUDA kernels."""
+
+from . import _extension, functional, reference
+from .bits import pack_bits, to_bits, to_decimal, unpack_bits
+from .info import backend_info
+from .layers import Bitcodes
+
+if _extension.LOAD_ERROR is None:
+    from . import ops  # noqa: F401  (fake kernels and autograd of the compiled ops)
+
+__all__ = [
+    "Bitcodes",
+    "backend_info",
+    "functional",
+    "pack_bits",
+    "reference",
+    "to_bits",
+    "to_decimal",
+    "unpack_bits",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""The Bitcodes layer: a drop-in for bitcodes_pytorch.Bitcodes."""
+
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from . import _validate, functional
+
+
+class Bitcodes(nn.Module):
+    """Vector quantization with binary codes.
+
+    Same constructor, parameter (`codebook`, (2 * num_bits, features), randn-initialised) and
+    outputs as bitcodes_pytorch.Bitcodes, so state dicts load both ways. x may have any number
+    of leading dims. One deliberate difference: in training, `bits` are the (noisy) bits that
+    produced y, so from_bits(bits) == y in both modes.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        num_bits: int,
+        temperature: float = 1.0,
+        *,
+        metric: str = "dot",
+        backend: str = "auto",
+    ):
+        super().__init__()
+        _validate.check_sizes(features, num_bits)
+        _validate.check_temperature(temperature)
+        _validate.check_metric(metric)
+        if backend not in functional.BACKENDS:
+            raise ValueError(f"Bitcodes: backend must be one of {functional.BACKENDS}, got {backend!r}")
+        self.features, self.num_bits = features, num_bits
+        self.temperature, self.metric, self.backend = temperature, metric, backend
+        self.codebook = nn.Parameter(torch.randn(2 * num_bits, features))
+
+    def forward(self, x: Tensor, noise: Tensor = None) -> Tuple[Tensor, Tensor]:
+        """x (..., features) -> (y (..., features), bits (..., num_bits) int64)."""
+        return functional.bitcodes(
+            x,
+            self.codebook,
+            training=self.training,
+            temperature=self.temperature,
+            metric=self.metric,
+            noise=noise,
+            backend=self.backend,
+        )
+
+    def from_bits(self, bits: Tensor) -> Tensor:
+        """bits (..., num_bits) of 0s and 1s (integer or bool) -> (..., features)."""
+        return functional.decode(bits, self.codebook, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (
+            f"features={self.features}, num_bits={self.num_bits}, temperature={self.temperature}, "
+            f"metric={self.metric!r}, backend={self.backend!r}"
+        )

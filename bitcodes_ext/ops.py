@@ -1,0 +1,80 @@
+"""Python faces of the compiled ops: fake (meta) kernels for torch.compile, and autograd.
+
+The schemas live in csrc/bitcodes.cpp; importing this module requires the extension.
+"""
+
+import torch
+
+from . import _extension  # noqa: F401  (loads the schemas before we register against them)
+
+_lib = "bitcodes_ext"
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _per_bit(like: torch.Tensor, num_bits: int):
+    return (*like.shape[:-1], num_bits)
+
+
+@torch.library.register_fake(f"{_lib}::forward")
+def _forward_fake(x, codebook, noise, temperature, training, euclidean):
+    num_bits = codebook.shape[0] // 2
+    y = torch.empty_like(x, memory_format=torch.contiguous_format)
+    bits = x.new_empty(_per_bit(x, num_bits), dtype=torch.int64)
+    z = x.new_empty(_per_bit(x, num_bits) if training else (0,), dtype=_acc_dtype(x.dtype))
+    return y, bits, z
+
+
+@torch.library.register_fake(f"{_lib}::backward")
+def _backward_fake(grad_y, x, codebook, z, temperature, euclidean):
+    return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(codebook)
+
+
+@torch.library.register_fake(f"{_lib}::decode")
+def _decode_fake(bits, codebook):
+    return codebook.new_empty((*bits.shape[:-1], codebook.shape[1]))
+
+
+@torch.library.register_fake(f"{_lib}::decode_backward")
+def _decode_backward_fake(grad_y, bits, codebook):
+    return torch.empty_like(codebook)
+
+
+def _forward_setup(ctx, inputs, output):
+    x, codebook, _noise, temperature, training, euclidean = inputs
+    _y, bits, z = output
+    ctx.training, ctx.temperature, ctx.euclidean = training, temperature, euclidean
+    ctx.save_for_backward(*((x, codebook, z) if training else (bits, codebook)))
+
+
+def _forward_backward(ctx, grad_y, _grad_bits, _grad_z):
+    if ctx.training:
+        x, codebook, z = ctx.saved_tensors
+        grad_x, grad_codebook = torch.ops.bitcodes_ext.backward(
+            grad_y, x, codebook, z, ctx.temperature, ctx.euclidean
+        )
+        return grad_x, grad_codebook, None, None, None, None
+    # Eval: bits are an argmax, so only the codebook gets a gradient (as in bitcodes-pytorch).
+    bits, codebook = ctx.saved_tensors
+    return None, torch.ops.bitcodes_ext.decode_backward(grad_y, bits, codebook), None, None, None, None
+
+
+def _decode_setup(ctx, inputs, output):
+    bits, codebook = inputs
+    ctx.save_for_backward(bits, codebook)
+
+
+def _decode_backward(ctx, grad_y):
+    bits, codebook = ctx.saved_tensors
+    return None, torch.ops.bitcodes_ext.decode_backward(grad_y, bits, codebook)
+
+
+torch.library.register_autograd(f"{_lib}::forward", _forward_backward, setup_context=_forward_setup)
+torch.library.register_autograd(f"{_lib}::decode", _decode_backward, setup_context=_decode_setup)
+
+forward = torch.ops.bitcodes_ext.forward
+backward = torch.ops.bitcodes_ext.backward
+decode = torch.ops.bitcodes_ext.decode
+decode_backward = torch.ops.bitcodes_ext.decode_backward

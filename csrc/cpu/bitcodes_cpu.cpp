@@ -1,0 +1,198 @@
+// CPU forward and training backward of bitcodes_ext::forward, fused per tile of tokens:
+//   forward:  logits = x.W^T, bits = [logits + bias + noise > 0], y = overlapped sum (look-ups)
+//   backward: u = g.W^T, r = p(1-p)u/tau, dx = r.W, partial dC += bits^T g + r^T x
+#include "../checks.h"
+#include "codebook_grad.h"
+#include "lookup.h"
+#include "microkernels.h"
+#include "noise.h"
+#include "prepared_codebook.h"
+#include "tiles.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+namespace bitcodes_ext::cpu {
+namespace {
+
+template <typename scalar_t, typename acc_t>
+void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodebook& cb,
+                    const LookupTables& lut, const acc_t* noise, bool training, uint64_t seed,
+                    scalar_t* y, int64_t* bits, acc_t* z) {
+  const int64_t B = cb.num_bits, Bp = cb.padded;
+  const acc_t* w = cb.w.const_data_ptr<acc_t>();
+  const acc_t* bias = cb.bias.const_data_ptr<acc_t>();
+  const bool draw_noise = training && noise == nullptr;
+  at::parallel_for(0, num_tiles(N), 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
+    std::vector<acc_t> y_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
+    std::vector<acc_t> logits(kTileTokens * Bp), drawn(draw_noise ? kTileTokens * B : 0);
+    std::vector<uint8_t> tile_bits(kTileTokens * B), codes(kTileTokens * lut.groups);
+    std::vector<const acc_t*> rows;
+    std::vector<int64_t> entry;
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
+      const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
+      dot_rows(xa, nt, D, w, Bp, D, D, logits.data(), Bp);
+      const acc_t* n = noise ? noise + t0 * B : nullptr;
+      if (draw_noise) {
+        logistic_noise(seed, t0, nt, B, drawn.data());
+        n = drawn.data();
+      }
+      for (int64_t t = 0; t < nt; ++t) {
+        for (int64_t i = 0; i < B; ++i) {
+          acc_t zz = logits[t * Bp + i] + bias[i];
+          if (n) zz += n[t * B + i];
+          const bool bit = zz > 0;  // ties and NaN give 0
+          tile_bits[t * B + i] = bit;
+          bits[(t0 + t) * B + i] = bit;
+          if (training) z[(t0 + t) * B + i] = zz;
+        }
+        pack_codes(tile_bits.data() + t * B, B, lut, codes.data() + t * lut.groups);
+      }
+      lookup_tile(lut, codes.data(), nt, y + t0 * D, y_acc.data(), entry, rows);
+    }
+  });
+}
+
+template <typename scalar_t, typename acc_t>
+void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64_t N, int64_t D,
+                     const PreparedCodebook& cb, acc_t tau, scalar_t* dx, acc_t* partials,
+                     int64_t chunks) {
+  const int64_t B = cb.num_bits, Bp = cb.padded, tiles = num_tiles(N);
+  const int64_t row = partial_row_size(Bp, D);
+  const acc_t* w = cb.w.const_data_ptr<acc_t>();
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> g_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
+    std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
+    std::vector<acc_t> dx_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
+    std::vector<acc_t> u(kTileTokens * Bp), r(kTileTokens * Bp), bits(kTileTokens * Bp);
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      PartialSums<acc_t> sums(partials + chunk * row, Bp, D);
+      for (int64_t tile = chunk_first_tile(chunk, chunks, tiles);
+           tile < chunk_first_tile(chunk + 1, chunks, tiles); ++tile) {
+        const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
+        const acc_t* ga = tile_as_acc(g + t0 * D, nt * D, g_acc.data());
+        const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
+        dot_rows(ga, nt, D, w, Bp, D, D, u.data(), Bp);
+        for (int64_t t = 0; t < nt; ++t) {
+          for (int64_t i = 0; i < Bp; ++i) {
+            acc_t rr = 0, bit = 0;
+            if (i < B) {
+              const acc_t zz = z[(t0 + t) * B + i];
+              const acc_t p = acc_t(1) / (acc_t(1) + std::exp(-zz / tau));
+              rr = p * (acc_t(1) - p) * u[t * Bp + i] / tau;
+              bit = zz > 0 ? acc_t(1) : acc_t(0);
+            }
+            r[t * Bp + i] = rr;
+            bits[t * Bp + i] = bit;
+            sums.r_sum[i] += rr;
+          }
+        }
+        acc_t* dxa = acc_destination(dx + t0 * D, dx_acc.data());
+        combine_rows(r.data(), nt, Bp, Bp, w, D, dxa, D);
+        flush_to_output(dxa, dx + t0 * D, nt * D);
+        accumulate_outer(bits.data(), nt, Bp, Bp, ga, D, sums.S);
+        accumulate_outer(r.data(), nt, Bp, Bp, xa, D, sums.S);
+        accumulate_columns(ga, nt, D, sums.grad_sum);
+      }
+    }
+  });
+}
+
+std::vector<int64_t> per_bit_shape(const at::Tensor& like, int64_t num_bits) {
+  auto shape = like.sizes().vec();
+  shape.back() = num_bits;
+  return shape;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_in,
+                                                           const at::Tensor& codebook,
+                                                           const std::optional<at::Tensor>& noise_in,
+                                                           double temperature, bool training,
+                                                           bool euclidean) {
+  constexpr const char* op = "bitcodes_ext::forward";
+  check_codebook(codebook, op);
+  check_x(x_in, codebook, "x", op);
+  check_temperature(temperature, op);
+  const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
+  const auto acc_type = at::toOpMathType(x_in.scalar_type());
+  at::Tensor noise;
+  if (noise_in.has_value()) {
+    TORCH_CHECK_VALUE(training, op, ": noise is only used in training; pass None in eval");
+    TORCH_CHECK_TYPE(at::isFloatingType(noise_in->scalar_type()), op,
+                     ": noise must be a floating-point tensor, got ", noise_in->scalar_type());
+    check_per_bit(*noise_in, x_in, B, "noise", op);
+    check_same_device(*noise_in, "noise", codebook, op);
+    noise = noise_in->to(acc_type).contiguous();
+  }
+  const auto x = x_in.contiguous();
+  const int64_t N = x.numel() / D;
+  auto y = at::empty_like(x);
+  auto bits = at::empty(per_bit_shape(x, B), x.options().dtype(at::kLong));
+  auto z = at::empty(training ? per_bit_shape(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
+  if (N == 0) return {y, bits, z};
+
+  const auto cb = prepare_codebook(codebook, acc_type, euclidean, /*need_w=*/true);
+  const auto lut = make_lookup_tables(cb.codebook, N);
+  const uint64_t seed = training && !noise.defined() ? draw_philox_seed() : 0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_forward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    forward_kernel<scalar_t, acc_t>(
+        x.const_data_ptr<scalar_t>(), N, D, cb, lut,
+        noise.defined() ? noise.const_data_ptr<acc_t>() : nullptr, training, seed,
+        y.mutable_data_ptr<scalar_t>(), bits.mutable_data_ptr<int64_t>(),
+        training ? z.mutable_data_ptr<acc_t>() : nullptr);
+  });
+  return {y, bits, z};
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_y_in, const at::Tensor& x_in,
+                                                const at::Tensor& codebook, const at::Tensor& z_in,
+                                                double temperature, bool euclidean) {
+  constexpr const char* op = "bitcodes_ext::backward";
+  check_codebook(codebook, op);
+  check_x(x_in, codebook, "x", op);
+  check_x(grad_y_in, codebook, "grad_y", op);
+  TORCH_CHECK_VALUE(grad_y_in.sizes() == x_in.sizes(), op, ": grad_y must have the shape of x ",
+                    x_in.sizes(), ", got ", grad_y_in.sizes());
+  check_temperature(temperature, op);
+  const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
+  const auto acc_type = at::toOpMathType(x_in.scalar_type());
+  check_per_bit(z_in, x_in, B, "z", op);
+  TORCH_CHECK_TYPE(z_in.scalar_type() == acc_type, op, ": z must have dtype ", acc_type, ", got ",
+                   z_in.scalar_type());
+  check_same_device(z_in, "z", codebook, op);
+
+  const auto x = x_in.contiguous(), grad_y = grad_y_in.contiguous(), z = z_in.contiguous();
+  const int64_t N = x.numel() / D;
+  auto dx = at::empty_like(x);
+  const auto cb = prepare_codebook(codebook, acc_type, euclidean, /*need_w=*/true);
+  const int64_t row = partial_row_size(cb.padded, D);
+  const int64_t chunks = num_chunks(N, row * int64_t(at::elementSize(acc_type)));
+  auto partials = at::zeros({chunks, row}, x.options().dtype(acc_type));
+  if (N > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_backward_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      backward_kernel<scalar_t, acc_t>(grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                       z.const_data_ptr<acc_t>(), N, D, cb, acc_t(temperature),
+                                       dx.mutable_data_ptr<scalar_t>(), partials.mutable_data_ptr<acc_t>(),
+                                       chunks);
+    });
+  }
+  return {dx, finish_codebook_grad(partials, cb, euclidean, codebook.scalar_type())};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bitcodes_ext, CPU, m) {
+  m.impl("forward", &forward_cpu);
+  m.impl("backward", &backward_cpu);
+}
+
+}  // namespace bitcodes_ext::cpu

@@ -1,0 +1,54 @@
+// The codebook gradient, summed per chunk of tokens without atomics and finished here:
+//   S = bits^T g + r^T x,   dc[2i+1] = S_i - rsum_i c[2i+1],   dc[2i] = sum_t g - S_i + rsum_i c[2i]
+// (rsum terms only for the euclidean metric; in eval and in decode, r = 0).
+#pragma once
+
+#include "prepared_codebook.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+namespace bitcodes_ext::cpu {
+
+// One chunk's partial sums, laid out in a row of `partials`: S (padded x D), sum_t g (D), rsum (padded).
+inline int64_t partial_row_size(int64_t padded, int64_t features) {
+  return padded * features + features + padded;
+}
+
+template <typename acc_t>
+struct PartialSums {
+  acc_t *S, *grad_sum, *r_sum;
+  PartialSums(acc_t* row, int64_t padded, int64_t features)
+      : S(row), grad_sum(row + padded * features), r_sum(row + padded * features + features) {}
+};
+
+// Adds the chunk rows in chunk order, so the result does not depend on the thread count.
+inline at::Tensor finish_codebook_grad(const at::Tensor& partials, const PreparedCodebook& cb,
+                                       bool euclidean, at::ScalarType out_dtype) {
+  const int64_t chunks = partials.size(0), row = partials.size(1);
+  auto total = at::empty({row}, partials.options());
+  AT_DISPATCH_FLOATING_TYPES(partials.scalar_type(), "bitcodes_finish_codebook_grad", [&] {
+    const scalar_t* src = partials.const_data_ptr<scalar_t>();
+    scalar_t* dst = total.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, row, 4096, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) dst[k] = src[k];
+      for (int64_t c = 1; c < chunks; ++c)
+        for (int64_t k = begin; k < end; ++k) dst[k] += src[c * row + k];
+    });
+  });
+  const int64_t B = cb.num_bits, D = cb.features;
+  const auto S = total.narrow(0, 0, cb.padded * D).view({cb.padded, D}).narrow(0, 0, B);
+  const auto grad_sum = total.narrow(0, cb.padded * D, D);
+  auto grad = at::empty({2 * B, D}, partials.options());
+  auto grad_even = grad.slice(0, 0, c10::nullopt, 2), grad_odd = grad.slice(0, 1, c10::nullopt, 2);
+  grad_odd.copy_(S);
+  grad_even.copy_(grad_sum.unsqueeze(0) - S);
+  if (euclidean) {
+    const auto r_sum = total.narrow(0, cb.padded * D + D, B).unsqueeze(1);
+    grad_odd.sub_(r_sum * cb.codebook.slice(0, 1, c10::nullopt, 2));
+    grad_even.add_(r_sum * cb.codebook.slice(0, 0, c10::nullopt, 2));
+  }
+  return grad.to(out_dtype);
+}
+
+}  // namespace bitcodes_ext::cpu

@@ -1,0 +1,202 @@
+// Register-blocked building blocks of the CPU kernels, templated on the accumulation type.
+// Each one works on a tile of tokens that is already in the accumulation type; the ops in
+// bitcodes_cpu.cpp chain them per tile so that a tile's intermediates stay in cache.
+#pragma once
+
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+namespace bitcodes_ext::cpu {
+
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+
+// Loads a full vector, or the first n lanes (zero-filled) of a tail.
+template <bool kFull, typename acc_t>
+inline Vec<acc_t> load(const acc_t* p, int64_t n) {
+  return kFull ? Vec<acc_t>::loadu(p) : Vec<acc_t>::loadu(p, n);
+}
+
+// ---- out[a][b] = A[a] . Bm[b] over D features: the logits x.W^T and u = g.W^T. ----
+
+template <typename acc_t, int MA, int MB, bool kFull>
+inline void dot_step(const acc_t* A, int64_t lda, const acc_t* Bm, int64_t ldb, int64_t d,
+                     int64_t n, Vec<acc_t> (&acc)[MA][MB]) {
+  Vec<acc_t> a[MA];
+  for (int i = 0; i < MA; ++i) a[i] = load<kFull>(A + i * lda + d, n);
+  for (int j = 0; j < MB; ++j) {
+    const auto b = load<kFull>(Bm + j * ldb + d, n);
+    for (int i = 0; i < MA; ++i) acc[i][j] = at::vec::fmadd(a[i], b, acc[i][j]);
+  }
+}
+
+template <typename acc_t, int MA, int MB>
+inline void dot_block(const acc_t* A, int64_t lda, const acc_t* Bm, int64_t ldb, int64_t D,
+                      acc_t* out, int64_t ldo) {
+  using V = Vec<acc_t>;
+  constexpr int64_t L = V::size();
+  V acc[MA][MB];
+  for (auto& row : acc)
+    for (auto& v : row) v = V(acc_t(0));
+  int64_t d = 0;
+  for (; d + L <= D; d += L) dot_step<acc_t, MA, MB, true>(A, lda, Bm, ldb, d, L, acc);
+  if (d < D) dot_step<acc_t, MA, MB, false>(A, lda, Bm, ldb, d, D - d, acc);
+  for (int i = 0; i < MA; ++i)
+    for (int j = 0; j < MB; ++j)
+      out[i * ldo + j] = at::vec::vec_reduce_all<acc_t>([](V& x, V& y) { return x + y; }, acc[i][j]);
+}
+
+// nb must be a multiple of 4 (the bit dimension is padded with zero rows).
+template <typename acc_t>
+void dot_rows(const acc_t* A, int64_t na, int64_t lda, const acc_t* Bm, int64_t nb, int64_t ldb,
+              int64_t D, acc_t* out, int64_t ldo) {
+  int64_t a = 0;
+  for (; a + 3 <= na; a += 3)
+    for (int64_t b = 0; b < nb; b += 4)
+      dot_block<acc_t, 3, 4>(A + a * lda, lda, Bm + b * ldb, ldb, D, out + a * ldo + b, ldo);
+  for (; a < na; ++a)
+    for (int64_t b = 0; b < nb; b += 4)
+      dot_block<acc_t, 1, 4>(A + a * lda, lda, Bm + b * ldb, ldb, D, out + a * ldo + b, ldo);
+}
+
+// ---- out[t] = sum_i R[t][i] * W[i]: dx = r.W. ----
+
+template <typename acc_t, int MT, int MV, bool kFull>
+inline void combine_block(const acc_t* R, int64_t ldr, int64_t nb, const acc_t* W, int64_t ldw,
+                          int64_t n_last, acc_t* out, int64_t ldo) {
+  using V = Vec<acc_t>;
+  constexpr int64_t L = V::size();
+  V acc[MT][MV];
+  for (auto& row : acc)
+    for (auto& v : row) v = V(acc_t(0));
+  for (int64_t i = 0; i < nb; ++i) {
+    V w[MV];
+    for (int v = 0; v < MV; ++v)
+      w[v] = (kFull || v + 1 < MV) ? V::loadu(W + i * ldw + v * L) : V::loadu(W + i * ldw + v * L, n_last);
+    for (int t = 0; t < MT; ++t) {
+      const V r(R[t * ldr + i]);
+      for (int v = 0; v < MV; ++v) acc[t][v] = at::vec::fmadd(r, w[v], acc[t][v]);
+    }
+  }
+  for (int t = 0; t < MT; ++t)
+    for (int v = 0; v < MV; ++v) {
+      if (kFull || v + 1 < MV) acc[t][v].store(out + t * ldo + v * L);
+      else acc[t][v].store(out + t * ldo + v * L, n_last);
+    }
+}
+
+template <typename acc_t, int MT>
+inline void combine_tokens(const acc_t* R, int64_t ldr, int64_t nb, const acc_t* W, int64_t D,
+                           acc_t* out, int64_t ldo) {
+  constexpr int64_t L = Vec<acc_t>::size();
+  int64_t d = 0;
+  for (; d + 3 * L <= D; d += 3 * L)
+    combine_block<acc_t, MT, 3, true>(R, ldr, nb, W + d, D, L, out + d, ldo);
+  for (; d + L <= D; d += L) combine_block<acc_t, MT, 1, true>(R, ldr, nb, W + d, D, L, out + d, ldo);
+  if (d < D) combine_block<acc_t, MT, 1, false>(R, ldr, nb, W + d, D, D - d, out + d, ldo);
+}
+
+template <typename acc_t>
+void combine_rows(const acc_t* R, int64_t nt, int64_t ldr, int64_t nb, const acc_t* W, int64_t D,
+                  acc_t* out, int64_t ldo) {
+  int64_t t = 0;
+  for (; t + 4 <= nt; t += 4) combine_tokens<acc_t, 4>(R + t * ldr, ldr, nb, W, D, out + t * ldo, ldo);
+  for (; t < nt; ++t) combine_tokens<acc_t, 1>(R + t * ldr, ldr, nb, W, D, out + t * ldo, ldo);
+}
+
+// ---- S[i] += sum_t C[t][i] * M[t]: the codebook gradient bits^T.g + r^T.x. ----
+
+template <typename acc_t, int MV, bool kFull>
+inline void accumulate_block(const acc_t* C, int64_t ldc, int64_t nt, const acc_t* M, int64_t ldm,
+                             int64_t n_last, acc_t* S, int64_t lds) {
+  using V = Vec<acc_t>;
+  constexpr int64_t L = V::size();
+  constexpr int MI = 4;
+  V acc[MI][MV];
+  for (auto& row : acc)
+    for (auto& v : row) v = V(acc_t(0));
+  for (int64_t t = 0; t < nt; ++t) {
+    V m[MV];
+    for (int v = 0; v < MV; ++v)
+      m[v] = (kFull || v + 1 < MV) ? V::loadu(M + t * ldm + v * L) : V::loadu(M + t * ldm + v * L, n_last);
+    for (int i = 0; i < MI; ++i) {
+      const V c(C[t * ldc + i]);
+      for (int v = 0; v < MV; ++v) acc[i][v] = at::vec::fmadd(c, m[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < MI; ++i)
+    for (int v = 0; v < MV; ++v) {
+      acc_t* s = S + i * lds + v * L;
+      const int64_t n = (kFull || v + 1 < MV) ? L : n_last;
+      (V::loadu(s, n) + acc[i][v]).store(s, n);
+    }
+}
+
+// nb must be a multiple of 4.
+template <typename acc_t>
+void accumulate_outer(const acc_t* C, int64_t nt, int64_t ldc, int64_t nb, const acc_t* M,
+                      int64_t D, acc_t* S) {
+  constexpr int64_t L = Vec<acc_t>::size();
+  for (int64_t i = 0; i < nb; i += 4) {
+    int64_t d = 0;
+    for (; d + 3 * L <= D; d += 3 * L)
+      accumulate_block<acc_t, 3, true>(C + i, ldc, nt, M + d, D, L, S + i * D + d, D);
+    for (; d + L <= D; d += L)
+      accumulate_block<acc_t, 1, true>(C + i, ldc, nt, M + d, D, L, S + i * D + d, D);
+    if (d < D) accumulate_block<acc_t, 1, false>(C + i, ldc, nt, M + d, D, D - d, S + i * D + d, D);
+  }
+}
+
+// sum[d] += sum_t M[t][d]
+template <typename acc_t>
+void accumulate_columns(const acc_t* M, int64_t nt, int64_t D, acc_t* sum) {
+  using V = Vec<acc_t>;
+  constexpr int64_t L = V::size();
+  for (int64_t t = 0; t < nt; ++t) {
+    int64_t d = 0;
+    for (; d + L <= D; d += L) (V::loadu(sum + d) + V::loadu(M + t * D + d)).store(sum + d);
+    if (d < D) (V::loadu(sum + d, D - d) + V::loadu(M + t * D + d, D - d)).store(sum + d, D - d);
+  }
+}
+
+// ---- y[t] = sum_g tables[g][codes[t][g]]: the overlapped sum as table look-ups. ----
+
+template <typename acc_t, int MV, bool kFull>
+inline void lookup_block(const acc_t* const* rows, int64_t G, int64_t off, int64_t n_last,
+                         acc_t* out) {
+  using V = Vec<acc_t>;
+  constexpr int64_t L = V::size();
+  // Only the last vector of a tail block is partial.
+  auto width = [&](int v) { return (kFull || v + 1 < MV) ? L : n_last; };
+  // Even and odd groups go to separate accumulators: twice the independent add chains.
+  V even[MV], odd[MV];
+  for (int v = 0; v < MV; ++v) {
+    even[v] = V::loadu(rows[0] + off + v * L, width(v));
+    odd[v] = V(acc_t(0));
+  }
+  int64_t g = 1;
+  for (; g + 1 < G; g += 2)
+    for (int v = 0; v < MV; ++v) {
+      odd[v] = odd[v] + V::loadu(rows[g] + off + v * L, width(v));
+      even[v] = even[v] + V::loadu(rows[g + 1] + off + v * L, width(v));
+    }
+  if (g < G)
+    for (int v = 0; v < MV; ++v) odd[v] = odd[v] + V::loadu(rows[g] + off + v * L, width(v));
+  for (int v = 0; v < MV; ++v) (even[v] + odd[v]).store(out + off + v * L, width(v));
+}
+
+// Sums, for one token, the G table rows its codes select into out[0, D).
+template <typename acc_t>
+void lookup_sum(const acc_t* const* rows, int64_t G, int64_t D, acc_t* out) {
+  constexpr int64_t L = Vec<acc_t>::size();
+  int64_t d = 0;
+  for (; d + 4 * L <= D; d += 4 * L) lookup_block<acc_t, 4, true>(rows, G, d, L, out);
+  for (; d + L <= D; d += L) lookup_block<acc_t, 1, true>(rows, G, d, L, out);
+  if (d < D) lookup_block<acc_t, 1, false>(rows, G, d, D - d, out);
+}
+
+}  // namespace bitcodes_ext::cpu

@@ -1,0 +1,39 @@
+// What every token of a call shares, derived once from the codebook in the accumulation type:
+// the pair differences W, the euclidean bias, and the look-up tables of the overlapped sum.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+
+namespace bitcodes_ext::cpu {
+
+// Bits are padded to a multiple of 4 for the register blocks; the padded rows of W are zero.
+inline int64_t padded_bits(int64_t num_bits) { return (num_bits + 3) / 4 * 4; }
+
+struct PreparedCodebook {
+  int64_t num_bits, padded, features;
+  at::Tensor codebook;  // (2B, D) in the accumulation type
+  at::Tensor w;         // (padded, D): c[2i+1] - c[2i]
+  at::Tensor bias;      // (padded): -(|c[2i+1]|^2 - |c[2i]|^2) / 2 for euclidean, else 0
+};
+
+inline PreparedCodebook prepare_codebook(const at::Tensor& codebook, at::ScalarType acc,
+                                         bool euclidean, bool need_w) {
+  PreparedCodebook p;
+  p.codebook = codebook.to(acc).contiguous();
+  p.num_bits = codebook.size(0) / 2;
+  p.padded = padded_bits(p.num_bits);
+  p.features = codebook.size(1);
+  if (!need_w) return p;
+  const auto even = p.codebook.slice(0, 0, c10::nullopt, 2);
+  const auto odd = p.codebook.slice(0, 1, c10::nullopt, 2);
+  p.w = at::zeros({p.padded, p.features}, p.codebook.options());
+  p.w.narrow(0, 0, p.num_bits).copy_(odd - even);
+  p.bias = at::zeros({p.padded}, p.codebook.options());
+  if (euclidean) p.bias.narrow(0, 0, p.num_bits).copy_((even.square() - odd.square()).sum(1) * 0.5);
+  return p;
+}
+
+}  // namespace bitcodes_ext::cpu

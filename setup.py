@@ -1,0 +1,117 @@
+"""Builds bitcodes_ext._C: the CPU kernels always, the CUDA kernels whenever a toolkit is found.
+
+Environment:
+  FORCE_CUDA=1                  build the CUDA kernels even where no GPU is visible (CI)
+  TORCH_CUDA_ARCH_LIST="8.0;9.0"  which GPUs to build for (also forces the CUDA build)
+  BITCODES_CPU_CAPABILITY       DEFAULT, AVX2 or AVX512 (default: what this CPU supports)
+"""
+
+import glob
+import os
+import shutil
+import site
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _has_nvcc(home):
+    return bool(home) and os.path.isfile(os.path.join(home, "bin", "nvcc"))
+
+
+def _find_cuda_home():
+    """The toolkit root; torch's own guess takes dirname(dirname(which nvcc)), which is wrong
+    where nvcc on PATH is a wrapper script (e.g. /usr/local/bin/nvcc -> /usr/local)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    for home in candidates:
+        if _has_nvcc(home) and os.path.isfile(os.path.join(home, "include", "cuda_runtime.h")):
+            return os.path.realpath(home)
+    return None
+
+
+CUDA_HOME = _find_cuda_home()
+if CUDA_HOME:
+    os.environ["CUDA_HOME"] = CUDA_HOME  # before torch.utils.cpp_extension reads it
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+CPU_FLAGS = {
+    "DEFAULT": [],
+    "AVX2": ["-mavx2", "-mfma", "-mf16c"],
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"],
+}
+
+
+def _cpu_capability():
+    wanted = os.environ.get("BITCODES_CPU_CAPABILITY")
+    if wanted is None:
+        wanted = torch.backends.cpu.get_cpu_capability()
+    wanted = wanted.upper()
+    if wanted not in CPU_FLAGS:  # e.g. AVX512_VNNI or a non-x86 CPU
+        wanted = "AVX512" if wanted.startswith("AVX512") else "DEFAULT"
+    return wanted
+
+
+def _pip_cuda_include_dirs():
+    """Headers that ATen's CUDA headers include (cublas_v2.h, cusparse.h) ship with pip's
+    nvidia wheels rather than with every toolkit."""
+    roots = site.getsitepackages() + [site.getusersitepackages()]
+    found = []
+    for root in roots:
+        found += glob.glob(os.path.join(root, "nvidia", "cu*", "include"))
+        found += glob.glob(os.path.join(root, "nvidia", "*", "include"))
+    return sorted(set(found))
+
+
+def _want_cuda(cuda_sources):
+    """Build CUDA kernels where a toolkit and a CUDA build of torch are present; no GPU is needed."""
+    if not cuda_sources:
+        return False
+    forced = os.environ.get("FORCE_CUDA") == "1" or bool(os.environ.get("TORCH_CUDA_ARCH_LIST"))
+    possible = bool(CUDA_HOME) and torch.version.cuda is not None
+    if forced and not possible:
+        sys.exit(
+            "FORCE_CUDA/TORCH_CUDA_ARCH_LIST is set, but "
+            + ("no CUDA toolkit was found (set CUDA_HOME)" if not CUDA_HOME else "torch is a CPU-only build")
+        )
+    return possible
+
+
+def extensions():
+    capability = _cpu_capability()
+    cxx = ["-O3", "-fopenmp", f'-DBITCODES_CPU_CAPABILITY="{capability}"'] + CPU_FLAGS[capability]
+    if capability != "DEFAULT":
+        cxx += [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    cuda_sources = sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
+    kwargs = dict(extra_link_args=["-fopenmp"])
+    if _want_cuda(cuda_sources):
+        return [
+            CUDAExtension(
+                "bitcodes_ext._C",
+                sources + cuda_sources,
+                include_dirs=_pip_cuda_include_dirs(),
+                define_macros=[("BITCODES_WITH_CUDA", "1")],
+                extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+                **kwargs,
+            )
+        ]
+    return [CppExtension("bitcodes_ext._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)]
+
+
+setup(
+    name="bitcodes_ext",
+    version="0.1.0",
+    description="Fused C++/CUDA kernels for binary-code vector quantization (Bitcodes) in PyTorch",
+    packages=find_packages(include=["bitcodes_ext", "bitcodes_ext.*"]),
+    ext_modules=extensions(),
+    cmdclass={"build_ext": BuildExtension},
+    python_requires=">=3.9",
+    install_requires=["torch"],
+)

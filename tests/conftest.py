@@ -1,0 +1,27 @@
+import os
+
+import pytest
+import torch
+
+import bitcodes_ext
+
+# In CI a missing or broken build must fail the run, never skip it.
+IN_CI = bool(os.environ.get("CI"))
+CPU_KERNELS = bitcodes_ext.backend_info()["cpu_kernels"]
+CUDA_KERNELS = bitcodes_ext.backend_info()["cuda_kernels"] and torch.cuda.is_available()
+
+
+@pytest.fixture
+def native():
+    """Tests that exercise the compiled CPU kernels: skipped locally without a build, failed in CI."""
+    if not CPU_KERNELS:
+        reason = f"compiled CPU kernels missing: {bitcodes_ext.backend_info()['load_error']}"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return "native"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(1234)

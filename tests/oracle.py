@@ -1,0 +1,81 @@
+"""Float64 ground truth for the parity tests, and the certification of near-ties.
+
+A kernel in a lower precision may flip a bit whose margin x.w + bias + noise is within its
+rounding error. Rather than loosen tolerances, every differing bit is certified: its float64
+margin must be within the rounding bound of the dtype that computed it.
+"""
+
+import torch
+
+from bitcodes_ext import reference
+
+# Relative rounding bound of a margin, by the dtype the margin was accumulated in.
+MARGIN_RTOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.bfloat16: 3e-2, torch.float16: 4e-3}
+
+
+def margins(x, codebook, metric="dot", noise=None):
+    """The float64 margin of each bit, and the scale its rounding error is relative to."""
+    x64, c64 = x.double(), codebook.double()
+    z = reference.pair_logits(x64, c64, metric)
+    even, odd = c64[0::2], c64[1::2]
+    scale = x64.abs() @ (even.abs() + odd.abs()).T
+    if metric == "euclidean":
+        scale = scale + 0.5 * (odd.square().sum(-1) + even.square().sum(-1))
+    if noise is not None:
+        z = z + noise.double()
+        scale = scale + noise.double().abs()
+    return z, scale
+
+
+def certify_bits(bits, x, codebook, *, accumulated_in, metric="dot", noise=None):
+    """Asserts bits == [margin > 0] except where the margin is within rounding; returns #flips."""
+    z, scale = margins(x, codebook, metric, noise)
+    expected = (z > 0).long()
+    differ = bits.long() != expected
+    bound = MARGIN_RTOL[accumulated_in] * scale
+    uncertified = differ & (z.abs() > bound)
+    assert not uncertified.any(), (
+        f"{int(uncertified.sum())} bits differ from the float64 oracle outside the rounding bound; "
+        f"worst margin {float(z.abs()[uncertified].max())}"
+    )
+    return int(differ.sum())
+
+
+def tie_free_noise(x, codebook, metric="dot", *, dtype=None, gap=1e-2):
+    """Logistic noise pushed at least gap * scale away from every tie, so bits are certain."""
+    num_bits = codebook.shape[0] // 2
+    u = torch.rand(*x.shape[:-1], num_bits, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+    noise = (u / (1 - u)).log()
+    z, scale = margins(x, codebook, metric, noise)
+    push = gap * scale + 1e-3
+    noise = torch.where(z.abs() < push, noise + torch.where(z >= 0, 1.0, -1.0) * 2 * push, noise)
+    return noise.to(dtype or x.dtype)
+
+
+def train_oracle(x, codebook, noise, grad_y, *, temperature, metric="dot"):
+    """(y, bits, dx, dcodebook) in float64 from reference.py."""
+    x64 = x.detach().double().requires_grad_()
+    c64 = codebook.detach().double().requires_grad_()
+    y, bits = reference.bitcodes(x64, c64, training=True, temperature=temperature, metric=metric, noise=noise.double())
+    dx, dc = torch.autograd.grad(y, (x64, c64), grad_y.double())
+    return y.detach(), bits, dx, dc
+
+
+def decode_oracle(bits, codebook, grad_y=None):
+    """y = sum_i c[2i + bits_i] in float64, and its codebook gradient."""
+    c64 = codebook.detach().double().requires_grad_()
+    y = reference.decode(bits, c64)
+    if grad_y is None:
+        return y.detach()
+    (dc,) = torch.autograd.grad(y, (c64,), grad_y.double())
+    return y.detach(), dc
+
+
+def close_tol(dtype):
+    """assert_close tolerances for values computed in `dtype` against a float64 oracle."""
+    return {
+        torch.float64: dict(rtol=1e-10, atol=1e-10),
+        torch.float32: dict(rtol=1e-5, atol=2e-5),
+        torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2),
+        torch.float16: dict(rtol=2e-3, atol=2e-3),
+    }[dtype]

@@ -1,0 +1,88 @@
+"""The registered ops: opcheck, torch.compile(fullgraph=True), autocast."""
+
+import pytest
+import torch
+
+from bitcodes_ext import Bitcodes, functional
+
+ops = torch.ops.bitcodes_ext
+
+
+def sample_inputs(dtype=torch.float32):
+    x = torch.randn(3, 70, 10, dtype=dtype, requires_grad=True)
+    codebook = torch.randn(2 * 6, 10, dtype=dtype, requires_grad=True)
+    noise = torch.randn(3, 70, 6, dtype=dtype)
+    return x, codebook, noise
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("euclidean", [False, True])
+def test_opcheck_forward(native, dtype, euclidean):
+    x, codebook, noise = sample_inputs(dtype)
+    torch.library.opcheck(ops.forward, (x, codebook, None, 1.0, False, euclidean))
+    torch.library.opcheck(ops.forward, (x, codebook, noise, 0.5, True, euclidean))
+
+
+def test_opcheck_forward_with_drawn_noise(native):
+    # Without injected noise the op reads the default generator; opcheck reseeds around each run.
+    x, codebook, _ = sample_inputs()
+    torch.library.opcheck(ops.forward, (x, codebook, None, 1.0, True, False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_backward_and_decode(native, dtype):
+    x, codebook, noise = sample_inputs(dtype)
+    x, codebook = x.detach(), codebook.detach()
+    _, bits, z = ops.forward(x, codebook, noise, 0.5, True, False)
+    grad_y = torch.randn_like(x)
+    torch.library.opcheck(ops.backward, (grad_y, x, codebook, z, 0.5, False))
+    torch.library.opcheck(ops.decode, (bits, codebook.requires_grad_()))
+    torch.library.opcheck(ops.decode_backward, (grad_y, bits, codebook.detach()))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_compile_fullgraph(native, training):
+    layer = Bitcodes(10, 6, temperature=0.5).train(training)
+    compiled = torch.compile(layer, fullgraph=True)
+    x = torch.randn(4, 30, 10, requires_grad=True)
+    noise = torch.randn(4, 30, 6) if training else None
+    y, bits = compiled(x, noise)
+    y_eager, bits_eager = layer(x, noise)
+    assert torch.equal(bits, bits_eager)
+    torch.testing.assert_close(y, y_eager)
+    grad = torch.randn_like(y)
+    compiled_grads = torch.autograd.grad(y, [layer.codebook] + ([x] if training else []), grad)
+    eager_grads = torch.autograd.grad(y_eager, [layer.codebook] + ([x] if training else []), grad)
+    for a, b in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_compile_fullgraph_from_bits(native):
+    layer = Bitcodes(10, 6)
+    bits = torch.randint(0, 2, (5, 6))
+    torch.testing.assert_close(torch.compile(layer.from_bits, fullgraph=True)(bits), layer.from_bits(bits))
+
+
+@pytest.mark.parametrize("backend", ["native", "torch"])
+def test_autocast_runs_in_the_autocast_dtype(request, backend):
+    if backend == "native":
+        request.getfixturevalue("native")
+    layer = Bitcodes(16, 5, backend=backend)
+    x = torch.randn(2, 80, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, bits = layer(x)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert layer.codebook.grad.dtype == torch.float32  # flows back through the cast
+    expected, _ = functional.bitcodes(
+        x.detach().bfloat16(), layer.codebook.detach().bfloat16(), training=True, noise=torch.zeros(2, 80, 5), backend=backend
+    )
+    assert expected.dtype == torch.bfloat16
+
+
+def test_autograd_gradcheck_in_float64(native):
+    # Away from ties the training forward is smooth in the noise-free straight-through sense only
+    # for the soft part; gradcheck the decode, whose gradient is exact.
+    codebook = torch.randn(2 * 4, 5, dtype=torch.float64, requires_grad=True)
+    bits = torch.randint(0, 2, (7, 4))
+    assert torch.autograd.gradcheck(lambda c: ops.decode(bits, c), (codebook,))
