@@ -25,7 +25,7 @@ void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodeb
                     const LookupTables& lut, const acc_t* noise, bool training, uint64_t seed,
                     scalar_t* y, int64_t* bits, acc_t* z) {
   const int64_t B = cb.num_bits, Bp = cb.padded;
-  const acc_t* w = cb.w.const_data_ptr<acc_t>();
+  const acc_t* wt = cb.wt.const_data_ptr<acc_t>();
   const acc_t* bias = cb.bias.const_data_ptr<acc_t>();
   const bool draw_noise = training && noise == nullptr;
   at::parallel_for(0, num_tiles(N), 1, [&](int64_t begin, int64_t end) {
@@ -38,7 +38,7 @@ void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodeb
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
       const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
-      dot_rows(xa, nt, D, w, Bp, D, D, logits.data(), Bp);
+      project_rows(xa, nt, D, wt, Bp, D, logits.data(), Bp);
       const acc_t* n = noise ? noise + t0 * B : nullptr;
       if (draw_noise) {
         logistic_noise(seed, t0, nt, B, drawn.data());
@@ -67,6 +67,7 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64
   const int64_t B = cb.num_bits, Bp = cb.padded, tiles = num_tiles(N);
   const int64_t row = partial_row_size(Bp, D);
   const acc_t* w = cb.w.const_data_ptr<acc_t>();
+  const acc_t* wt = cb.wt.const_data_ptr<acc_t>();
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> g_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
@@ -79,7 +80,7 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64
         const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
         const acc_t* ga = tile_as_acc(g + t0 * D, nt * D, g_acc.data());
         const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
-        dot_rows(ga, nt, D, w, Bp, D, D, u.data(), Bp);
+        project_rows(ga, nt, D, wt, Bp, D, u.data(), Bp);
         for (int64_t t = 0; t < nt; ++t) {
           for (int64_t i = 0; i < Bp; ++i) {
             acc_t rr = 0, bit = 0;

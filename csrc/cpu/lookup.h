@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace bitcodes_ext::cpu {
@@ -69,14 +70,25 @@ inline LookupTables make_lookup_tables(const at::Tensor& codebook_acc, int64_t n
   return lut;
 }
 
-// Packs token t's bits (0/1 values, row stride num_bits) into its group codes.
-template <typename bit_t>
-inline void pack_codes(const bit_t* bits, int64_t num_bits, const LookupTables& lut, uint8_t* codes) {
-  const int64_t K = lut.group_bits;  // 1 or 4
-  const int64_t shift = K == 1 ? 0 : 2;
-  std::fill(codes, codes + lut.groups, uint8_t(0));
-  for (int64_t i = 0; i < num_bits; ++i)
-    codes[i >> shift] |= uint8_t((bits[i] != 0) << (i & (K - 1)));
+// Packs one token's bits (0/1 bytes) into its group codes.
+inline void pack_codes(const uint8_t* bits, int64_t num_bits, const LookupTables& lut, uint8_t* codes) {
+  if (lut.group_bits == 1) {
+    std::copy(bits, bits + num_bits, codes);
+    return;
+  }
+  // Four 0/1 bytes b0..b3 read as a little-endian word w: w * 0x01020408 puts b_j at bit 24 + j
+  // with no carries, so the top byte is b0 + 2 b1 + 4 b2 + 8 b3.
+  const int64_t full = num_bits / 4;
+  for (int64_t g = 0; g < full; ++g) {
+    uint32_t word;
+    std::memcpy(&word, bits + 4 * g, 4);
+    codes[g] = uint8_t((word * 0x01020408u) >> 24);
+  }
+  if (full < lut.groups) {
+    uint8_t code = 0;
+    for (int64_t j = 0; 4 * full + j < num_bits; ++j) code |= uint8_t(bits[4 * full + j] << j);
+    codes[full] = code;
+  }
 }
 
 // y[t] = sum_g tables[g][codes[t][g]] for the nt tokens of a tile; `buffer` holds nt * D
@@ -87,7 +99,8 @@ void lookup_tile(const LookupTables& lut, const uint8_t* codes, int64_t nt, scal
   const int64_t G = lut.groups, E = lut.entries, D = lut.features;
   rows.resize(G);
   entry.resize(nt * G);
-  for (int64_t k = 0; k < nt * G; ++k) entry[k] = (k % G) * E + codes[k];
+  for (int64_t t = 0; t < nt; ++t)
+    for (int64_t g = 0; g < G; ++g) entry[t * G + g] = g * E + codes[t * G + g];
   acc_t* out = acc_destination(y, buffer);
   for (int64_t d0 = 0; d0 < D; d0 += lut.slice) {
     const int64_t w = lut.slice_width(d0);

@@ -15,52 +15,52 @@ namespace bitcodes_ext::cpu {
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
 
-// Loads a full vector, or the first n lanes (zero-filled) of a tail.
-template <bool kFull, typename acc_t>
-inline Vec<acc_t> load(const acc_t* p, int64_t n) {
-  return kFull ? Vec<acc_t>::loadu(p) : Vec<acc_t>::loadu(p, n);
-}
+// ---- out[t] = A[t] . Wt, with Wt (D x nb) stored bit-contiguous: the logits x.W^T, u = g.W^T. ----
+// Broadcast form (one x value times a vector of bits per step): no horizontal sums, so it
+// stays efficient for small D.
 
-// ---- out[a][b] = A[a] . Bm[b] over D features: the logits x.W^T and u = g.W^T. ----
-
-template <typename acc_t, int MA, int MB, bool kFull>
-inline void dot_step(const acc_t* A, int64_t lda, const acc_t* Bm, int64_t ldb, int64_t d,
-                     int64_t n, Vec<acc_t> (&acc)[MA][MB]) {
-  Vec<acc_t> a[MA];
-  for (int i = 0; i < MA; ++i) a[i] = load<kFull>(A + i * lda + d, n);
-  for (int j = 0; j < MB; ++j) {
-    const auto b = load<kFull>(Bm + j * ldb + d, n);
-    for (int i = 0; i < MA; ++i) acc[i][j] = at::vec::fmadd(a[i], b, acc[i][j]);
-  }
-}
-
-template <typename acc_t, int MA, int MB>
-inline void dot_block(const acc_t* A, int64_t lda, const acc_t* Bm, int64_t ldb, int64_t D,
-                      acc_t* out, int64_t ldo) {
+template <typename acc_t, int MT, int MV>
+inline void project_block(const acc_t* A, int64_t lda, const acc_t* Wt, int64_t ldw, int64_t D,
+                          acc_t* out, int64_t ldo) {
   using V = Vec<acc_t>;
   constexpr int64_t L = V::size();
-  V acc[MA][MB];
+  V acc[MT][MV];
   for (auto& row : acc)
     for (auto& v : row) v = V(acc_t(0));
-  int64_t d = 0;
-  for (; d + L <= D; d += L) dot_step<acc_t, MA, MB, true>(A, lda, Bm, ldb, d, L, acc);
-  if (d < D) dot_step<acc_t, MA, MB, false>(A, lda, Bm, ldb, d, D - d, acc);
-  for (int i = 0; i < MA; ++i)
-    for (int j = 0; j < MB; ++j)
-      out[i * ldo + j] = at::vec::vec_reduce_all<acc_t>([](V& x, V& y) { return x + y; }, acc[i][j]);
+  for (int64_t d = 0; d < D; ++d) {
+    V w[MV];
+    for (int v = 0; v < MV; ++v) w[v] = V::loadu(Wt + d * ldw + v * L);
+    for (int t = 0; t < MT; ++t) {
+      const V a(A[t * lda + d]);
+      for (int v = 0; v < MV; ++v) acc[t][v] = at::vec::fmadd(a, w[v], acc[t][v]);
+    }
+  }
+  for (int t = 0; t < MT; ++t)
+    for (int v = 0; v < MV; ++v) acc[t][v].store(out + t * ldo + v * L);
 }
 
-// nb must be a multiple of 4 (the bit dimension is padded with zero rows).
+// All token rows against MV vectors of bits starting at column b.
+template <typename acc_t, int MT, int MV>
+inline void project_columns(const acc_t* A, int64_t nt, int64_t lda, const acc_t* Wt, int64_t ldw,
+                            int64_t D, acc_t* out, int64_t ldo) {
+  int64_t t = 0;
+  for (; t + MT <= nt; t += MT) project_block<acc_t, MT, MV>(A + t * lda, lda, Wt, ldw, D, out + t * ldo, ldo);
+  for (; t < nt; ++t) project_block<acc_t, 1, MV>(A + t * lda, lda, Wt, ldw, D, out + t * ldo, ldo);
+}
+
+// nb must be a multiple of the vector size (Wt and out are padded with zero bits).
 template <typename acc_t>
-void dot_rows(const acc_t* A, int64_t na, int64_t lda, const acc_t* Bm, int64_t nb, int64_t ldb,
-              int64_t D, acc_t* out, int64_t ldo) {
-  int64_t a = 0;
-  for (; a + 3 <= na; a += 3)
-    for (int64_t b = 0; b < nb; b += 4)
-      dot_block<acc_t, 3, 4>(A + a * lda, lda, Bm + b * ldb, ldb, D, out + a * ldo + b, ldo);
-  for (; a < na; ++a)
-    for (int64_t b = 0; b < nb; b += 4)
-      dot_block<acc_t, 1, 4>(A + a * lda, lda, Bm + b * ldb, ldb, D, out + a * ldo + b, ldo);
+void project_rows(const acc_t* A, int64_t nt, int64_t lda, const acc_t* Wt, int64_t nb, int64_t D,
+                  acc_t* out, int64_t ldo) {
+  constexpr int64_t L = Vec<acc_t>::size();
+  int64_t b = 0;
+  // Register blocks of 12 accumulators: 4 tokens x 3 vectors, then 6 x 2, then 12 x 1.
+  for (; b + 3 * L <= nb; b += 3 * L) project_columns<acc_t, 4, 3>(A, nt, lda, Wt + b, nb, D, out + b, ldo);
+  if (b + 2 * L <= nb) {
+    project_columns<acc_t, 6, 2>(A, nt, lda, Wt + b, nb, D, out + b, ldo);
+    b += 2 * L;
+  }
+  if (b < nb) project_columns<acc_t, 12, 1>(A, nt, lda, Wt + b, nb, D, out + b, ldo);
 }
 
 // ---- out[t] = sum_i R[t][i] * W[i]: dx = r.W. ----

@@ -4,18 +4,24 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
 
 #include <cstdint>
 
 namespace bitcodes_ext::cpu {
 
-// Bits are padded to a multiple of 4 for the register blocks; the padded rows of W are zero.
-inline int64_t padded_bits(int64_t num_bits) { return (num_bits + 3) / 4 * 4; }
+// Bits are padded to whole vectors of floats (and so of doubles) for the register blocks;
+// the padded rows of W are zero.
+inline int64_t padded_bits(int64_t num_bits) {
+  constexpr int64_t L = at::vec::Vectorized<float>::size();
+  return (num_bits + L - 1) / L * L;
+}
 
 struct PreparedCodebook {
   int64_t num_bits, padded, features;
   at::Tensor codebook;  // (2B, D) in the accumulation type
   at::Tensor w;         // (padded, D): c[2i+1] - c[2i]
+  at::Tensor wt;        // (D, padded): W transposed, for the broadcast-form projections
   at::Tensor bias;      // (padded): -(|c[2i+1]|^2 - |c[2i]|^2) / 2 for euclidean, else 0
 };
 
@@ -31,6 +37,7 @@ inline PreparedCodebook prepare_codebook(const at::Tensor& codebook, at::ScalarT
   const auto odd = p.codebook.slice(0, 1, c10::nullopt, 2);
   p.w = at::zeros({p.padded, p.features}, p.codebook.options());
   p.w.narrow(0, 0, p.num_bits).copy_(odd - even);
+  p.wt = p.w.t().contiguous();
   p.bias = at::zeros({p.padded}, p.codebook.options());
   if (euclidean) p.bias.narrow(0, 0, p.num_bits).copy_((even.square() - odd.square()).sum(1) * 0.5);
   return p;
