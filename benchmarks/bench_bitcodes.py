@@ -1,7 +1,11 @@
 """Bitcodes: bitcodes-pytorch (eager and torch.compile), the two-GEMM pure-torch rewrite
 (bitcodes_ext.reference) and our fused kernels, side by side in one run.
 
-    python benchmarks/bench_bitcodes.py [--quick] [--threads 2] [--device cpu]
+    python benchmarks/bench_bitcodes.py [--quick] [--threads 2] [--device cpu] [--thp]
+
+--thp turns on torch's THP_MEM_ALLOC_ENABLE (transparent huge pages for large CPU tensors)
+for every implementation alike. On VMs where a page fault is expensive, allocating a fresh
+64 MB output costs more than computing it; the "out floor" column shows that cost.
 
 Prints a table and writes benchmarks/results/<device>-<date>.{json,md}.
 """
@@ -12,7 +16,11 @@ import os
 import platform
 import sys
 
-import torch
+# torch reads this once, at its first large allocation: set it before importing torch.
+if "--thp" in sys.argv:
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+
+import torch  # noqa: E402
 from bitcodes_pytorch import Bitcodes as PackageBitcodes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +80,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a small grid, for a smoke run")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
+    parser.add_argument("--thp", action="store_true", help="huge pages for large CPU tensors (all implementations)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min-run-time", type=float, default=0.5)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
@@ -88,7 +97,8 @@ def main():
     peak = harness.sgemm_peak_gflops(device)
     bandwidth = harness.copy_bandwidth_gbs(device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(f"device {device_name}, {args.threads} threads, torch {torch.__version__}")
+    thp = "on" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "off"
+    print(f"device {device_name}, {args.threads} threads, torch {torch.__version__}, THP_MEM_ALLOC_ENABLE {thp}")
     print(f"measured sgemm peak {peak:.1f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s\n")
 
     rows = []
@@ -117,7 +127,8 @@ def main():
             print()
 
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"{device.type}-{harness.now()}" + ("-quick" if args.quick else ""))
+    suffix = ("-thp" if args.thp else "") + ("-quick" if args.quick else "")
+    stem = os.path.join(args.out, f"{device.type}-{harness.now()}{suffix}")
     meta = dict(
         device=device_name, device_type=device.type, threads=args.threads, torch=torch.__version__,
         backend_info=info, sgemm_peak_gflops=peak, copy_bandwidth_gbs=bandwidth, date=harness.now(),

@@ -17,7 +17,8 @@ def median_ms(fn, device, *, min_run_time=0.5, warmup=3):
     for _ in range(warmup):
         fn()
     sync(device)
-    timer = benchmark.Timer("fn()", globals={"fn": fn})
+    # Timer runs at one thread unless told otherwise.
+    timer = benchmark.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 

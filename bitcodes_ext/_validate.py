@@ -20,6 +20,8 @@ def check_sizes(features: int, num_bits: int) -> None:
 
 
 def check_temperature(temperature) -> None:
+    if torch.compiler.is_compiling():
+        return  # dynamo may trace a float attribute as symbolic; the layer checked it at construction
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
         temperature > 0 and math.isfinite(temperature)
     ):

@@ -6,6 +6,7 @@
 #include "lookup.h"
 #include "microkernels.h"
 #include "noise.h"
+#include "output_memory.h"
 #include "prepared_codebook.h"
 #include "tiles.h"
 
@@ -74,6 +75,7 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64
     std::vector<acc_t> dx_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> u(kTileTokens * Bp), r(kTileTokens * Bp), bits(kTileTokens * Bp);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
+      std::fill(partials + chunk * row, partials + (chunk + 1) * row, acc_t(0));
       PartialSums<acc_t> sums(partials + chunk * row, Bp, D);
       for (int64_t tile = chunk_first_tile(chunk, chunks, tiles);
            tile < chunk_first_tile(chunk + 1, chunks, tiles); ++tile) {
@@ -134,9 +136,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_i
   }
   const auto x = x_in.contiguous();
   const int64_t N = x.numel() / D;
-  auto y = at::empty_like(x);
-  auto bits = at::empty(per_bit_shape(x, B), x.options().dtype(at::kLong));
-  auto z = at::empty(training ? per_bit_shape(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
+  auto y = empty_output(x.sizes(), x.options());
+  auto bits = empty_output(per_bit_shape(x, B), x.options().dtype(at::kLong));
+  auto z = empty_output(training ? per_bit_shape(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
   if (N == 0) return {y, bits, z};
 
   const auto cb = prepare_codebook(codebook, acc_type, euclidean, /*need_w=*/true);
@@ -172,11 +174,12 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_y_in, con
 
   const auto x = x_in.contiguous(), grad_y = grad_y_in.contiguous(), z = z_in.contiguous();
   const int64_t N = x.numel() / D;
-  auto dx = at::empty_like(x);
+  auto dx = empty_output(x.sizes(), x.options());
   const auto cb = prepare_codebook(codebook, acc_type, euclidean, /*need_w=*/true);
   const int64_t row = partial_row_size(cb.padded, D);
   const int64_t chunks = num_chunks(N, row * int64_t(at::elementSize(acc_type)));
-  auto partials = at::zeros({chunks, row}, x.options().dtype(acc_type));
+  // Each chunk zeroes its own row in the kernel; without tokens there is no kernel to run.
+  auto partials = N > 0 ? at::empty({chunks, row}, x.options().dtype(acc_type)) : at::zeros({chunks, row}, x.options().dtype(acc_type));
   if (N > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;

@@ -3,6 +3,7 @@
 #include "codebook_grad.h"
 #include "lookup.h"
 #include "microkernels.h"
+#include "output_memory.h"
 #include "prepared_codebook.h"
 #include "tiles.h"
 
@@ -69,6 +70,7 @@ void decode_backward_kernel(const scalar_t* g, const uint8_t* bits8, int64_t N, 
     std::vector<acc_t> g_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> bits(kTileTokens * Bp, acc_t(0));
     for (int64_t chunk = begin; chunk < end; ++chunk) {
+      std::fill(partials + chunk * row, partials + (chunk + 1) * row, acc_t(0));
       PartialSums<acc_t> sums(partials + chunk * row, Bp, D);
       for (int64_t tile = chunk_first_tile(chunk, chunks, tiles);
            tile < chunk_first_tile(chunk + 1, chunks, tiles); ++tile) {
@@ -91,7 +93,7 @@ at::Tensor decode_cpu(const at::Tensor& bits_in, const at::Tensor& codebook) {
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1), N = bits.numel() / B;
   auto shape = bits.sizes().vec();
   shape.back() = D;
-  auto y = at::empty(shape, codebook.options());
+  auto y = empty_output(shape, codebook.options());
   if (N == 0) return y;
   const auto cb = prepare_codebook(codebook, at::toOpMathType(codebook.scalar_type()), false, false);
   const auto lut = make_lookup_tables(cb.codebook, N);
@@ -120,7 +122,8 @@ at::Tensor decode_backward_cpu(const at::Tensor& grad_y_in, const at::Tensor& bi
   const auto cb = prepare_codebook(codebook, acc_type, false, false);
   const int64_t row = partial_row_size(cb.padded, D);
   const int64_t chunks = num_chunks(N, row * int64_t(at::elementSize(acc_type)));
-  auto partials = at::zeros({chunks, row}, codebook.options().dtype(acc_type));
+  // Each chunk zeroes its own row in the kernel; without tokens there is no kernel to run.
+  auto partials = N > 0 ? at::empty({chunks, row}, codebook.options().dtype(acc_type)) : at::zeros({chunks, row}, codebook.options().dtype(acc_type));
   if (N > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, codebook.scalar_type(), "bitcodes_decode_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
