@@ -63,15 +63,28 @@ def step_fn(module, x, training):
     return run
 
 
+def work(tokens, features, num_bits, training, dtype_bytes=4):
+    """(effective flops, floor flops, floor bytes) of one call.
+
+    Effective flops count the reference's formulation as two skinny GEMMs (eval) plus the four
+    of the backward (train): the GFLOP/s column. The floor is what any implementation must do:
+    the logits GEMM (and in training u = g.W^T, dx = r.W, r^T x), and reading/writing each
+    tensor once; the roofline is max(floor flops / sgemm peak, floor bytes / copy bandwidth).
+    """
+    T, D, B = tokens, features, num_bits
+    effective = (12 if training else 4) * T * D * B
+    floor_flops = (8 if training else 2) * T * D * B
+    x = y = T * D * dtype_bytes
+    bits, z = T * B * 8, T * B * 4
+    floor_bytes = x + y + bits + ((z + 3 * x) if training else 0)  # + z, g, x again, dx
+    return effective, floor_flops, floor_bytes
+
+
 def bench_config(tokens, features, num_bits, training, device, args):
     x = torch.randn(1, tokens, features, device=device)
     impls = implementations(features, num_bits, training, device, not args.no_compile)
     fns = {name: step_fn(m, x, training) for name, m in impls.items()}
-    times = harness.interleaved_medians(fns, device, rounds=args.rounds, min_run_time=args.min_run_time)
-    # Minimal work: eval = logits GEMM + overlapped sum (2 skinny GEMMs); train adds the
-    # backward's four (u, dx, bits^T g, r^T x).
-    flops = (12 if training else 4) * tokens * features * num_bits
-    return times, flops
+    return harness.interleaved_medians(fns, device, rounds=args.rounds, min_run_time=args.min_run_time)
 
 
 def main():
@@ -102,29 +115,35 @@ def main():
     print(f"measured sgemm peak {peak:.1f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s\n")
 
     rows = []
-    header = f"{'mode':5} {'T':>6} {'D':>5} {'B':>3} | {'implementation':18} {'ms':>9} {'vs ref':>7} {'vs compile':>10} {'GFLOP/s':>8} {'% peak':>6} {'out floor ms':>12}"
+    header = (
+        f"{'mode':5} {'T':>6} {'D':>5} {'B':>3} | {'implementation':18} {'ms':>9} {'vs ref':>7} {'vs compile':>10} "
+        f"{'GFLOP/s':>8} {'roofline ms':>11} {'% roofline':>10} {'out floor ms':>12}"
+    )
     print(header)
     print("-" * len(header))
     for training in (False, True):
         mode = "train" if training else "eval"
         for tokens, features, num_bits in grid:
-            times, flops = bench_config(tokens, features, num_bits, training, device, args)
+            times = bench_config(tokens, features, num_bits, training, device, args)
+            effective, floor_flops, floor_bytes = work(tokens, features, num_bits, training)
+            roofline = max(floor_flops / (peak * 1e9), floor_bytes / (bandwidth * 1e9)) * 1e3
             floor = harness.fresh_output_ms((tokens, features), device)
             for name, ms in times.items():
                 row = dict(
                     mode=mode, tokens=tokens, features=features, num_bits=num_bits, implementation=name, ms=ms,
                     speedup_vs_reference=times["reference"] / ms,
                     speedup_vs_compiled_reference=times["reference+compile"] / ms if "reference+compile" in times else None,
-                    gflops=flops / (ms * 1e-3) / 1e9, output_alloc_floor_ms=floor,
+                    effective_gflops=effective / (ms * 1e-3) / 1e9, roofline_ms=roofline,
+                    fraction_of_roofline=roofline / ms, output_alloc_floor_ms=floor,
                 )
-                row["fraction_of_sgemm_peak"] = row["gflops"] / peak
                 rows.append(row)
-                vs_compile = f"{row['speedup_vs_compiled_reference']:10.2f}" if row["speedup_vs_compiled_reference"] else f"{'-':>10}"
+                vs_compile = row["speedup_vs_compiled_reference"]
+                vs_compile = f"{vs_compile:10.2f}" if vs_compile else f"{'-':>10}"
                 print(
                     f"{mode:5} {tokens:6} {features:5} {num_bits:3} | {name:18} {ms:9.3f} {row['speedup_vs_reference']:7.2f} "
-                    f"{vs_compile} {row['gflops']:8.1f} {100 * row['fraction_of_sgemm_peak']:6.1f} {floor:12.3f}"
+                    f"{vs_compile} {row['effective_gflops']:8.1f} {roofline:11.3f} {100 * row['fraction_of_roofline']:10.1f} {floor:12.3f}"
                 )
-            print()
+            print(f"{'':22}   at most {times['reference'] / roofline:.1f}x the reference on this machine (reference / roofline)\n")
 
     os.makedirs(args.out, exist_ok=True)
     suffix = ("-thp" if args.thp else "") + ("-quick" if args.quick else "")

@@ -2,8 +2,6 @@
 // (cpu/*.cpp under the CPU key, cuda/*.cu under the CUDA key).
 #include <torch/library.h>
 
-#include <pybind11/pybind11.h>
-
 TORCH_LIBRARY(bitcodes_ext, m) {
   // Returns (y, bits, z): z = logit + bias + noise per bit, saved for the training backward
   // (empty in eval). Without `noise`, training draws it from torch's default generator.
@@ -18,14 +16,4 @@ TORCH_LIBRARY(bitcodes_ext, m) {
   // y = sum_i c[2i + bits_i], and the gradient of that sum with respect to the codebook.
   m.def("decode(Tensor bits, Tensor codebook) -> Tensor");
   m.def("decode_backward(Tensor grad_y, Tensor bits, Tensor codebook) -> Tensor");
-}
-
-// Importing bitcodes_ext._C loads the registrations above; the module itself is empty apart
-// from what the build was compiled for.
-PYBIND11_MODULE(_C, m) {
-#ifdef BITCODES_CPU_CAPABILITY
-  m.attr("cpu_capability") = BITCODES_CPU_CAPABILITY;
-#else
-  m.attr("cpu_capability") = "DEFAULT";
-#endif
 }

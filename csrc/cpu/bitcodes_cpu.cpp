@@ -33,7 +33,7 @@ void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodeb
     std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> y_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> logits(kTileTokens * Bp), drawn(draw_noise ? kTileTokens * B : 0);
-    std::vector<uint8_t> tile_bits(kTileTokens * B), codes(kTileTokens * lut.groups);
+    std::vector<uint8_t> codes(kTileTokens * lut.groups);
     std::vector<const acc_t*> rows;
     std::vector<int64_t> entry;
     for (int64_t tile = begin; tile < end; ++tile) {
@@ -46,15 +46,8 @@ void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodeb
         n = drawn.data();
       }
       for (int64_t t = 0; t < nt; ++t) {
-        for (int64_t i = 0; i < B; ++i) {
-          acc_t zz = logits[t * Bp + i] + bias[i];
-          if (n) zz += n[t * B + i];
-          const bool bit = zz > 0;  // ties and NaN give 0
-          tile_bits[t * B + i] = bit;
-          bits[(t0 + t) * B + i] = bit;
-          if (training) z[(t0 + t) * B + i] = zz;
-        }
-        pack_codes(tile_bits.data() + t * B, B, lut, codes.data() + t * lut.groups);
+        threshold_token(logits.data() + t * Bp, bias, n ? n + t * B : nullptr, B, lut.group_bits,
+                        bits + (t0 + t) * B, codes.data() + t * lut.groups, training ? z + (t0 + t) * B : nullptr);
       }
       lookup_tile(lut, codes.data(), nt, y + t0 * D, y_acc.data(), entry, rows);
     }
