@@ -169,10 +169,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_y_in, con
   const int64_t N = x.numel() / D;
   auto dx = empty_output(x.sizes(), x.options());
   const auto cb = prepare_codebook(codebook, acc_type, euclidean, /*need_w=*/true);
-  const int64_t row = partial_row_size(cb.padded, D);
-  const int64_t chunks = num_chunks(N, row * int64_t(at::elementSize(acc_type)));
-  // Each chunk zeroes its own row in the kernel; without tokens there is no kernel to run.
-  auto partials = N > 0 ? at::empty({chunks, row}, x.options().dtype(acc_type)) : at::zeros({chunks, row}, x.options().dtype(acc_type));
+  auto partials = make_partials(N, cb, x.options().dtype(acc_type));
+  const int64_t chunks = partials.size(0);
   if (N > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "prepared_codebook.h"
+#include "tiles.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -21,6 +22,14 @@ struct PartialSums {
   PartialSums(acc_t* row, int64_t padded, int64_t features)
       : S(row), grad_sum(row + padded * features), r_sum(row + padded * features + features) {}
 };
+
+// One row of partial sums per chunk of tokens. Each chunk zeroes its own row in the kernel
+// (first touched by the thread that fills it); without tokens no kernel runs, so zero here.
+inline at::Tensor make_partials(int64_t num_tokens, const PreparedCodebook& cb, const at::TensorOptions& acc) {
+  const int64_t row = partial_row_size(cb.padded, cb.features);
+  const int64_t chunks = num_chunks(num_tokens, row * int64_t(acc.dtype().itemsize()));
+  return num_tokens > 0 ? at::empty({chunks, row}, acc) : at::zeros({chunks, row}, acc);
+}
 
 // Adds the chunk rows in chunk order, so the result does not depend on the thread count.
 inline at::Tensor finish_codebook_grad(const at::Tensor& partials, const PreparedCodebook& cb,

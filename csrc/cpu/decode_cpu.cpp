@@ -120,10 +120,8 @@ at::Tensor decode_backward_cpu(const at::Tensor& grad_y_in, const at::Tensor& bi
   const int64_t N = bits.numel() / B;
   const auto acc_type = at::toOpMathType(codebook.scalar_type());
   const auto cb = prepare_codebook(codebook, acc_type, false, false);
-  const int64_t row = partial_row_size(cb.padded, D);
-  const int64_t chunks = num_chunks(N, row * int64_t(at::elementSize(acc_type)));
-  // Each chunk zeroes its own row in the kernel; without tokens there is no kernel to run.
-  auto partials = N > 0 ? at::empty({chunks, row}, codebook.options().dtype(acc_type)) : at::zeros({chunks, row}, codebook.options().dtype(acc_type));
+  auto partials = make_partials(N, cb, codebook.options().dtype(acc_type));
+  const int64_t chunks = partials.size(0);
   if (N > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, codebook.scalar_type(), "bitcodes_decode_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
