@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
-.PHONY: test bench install clean
+.PHONY: test bench install cmake clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)
+
+# The CPU ops as a plain C++ library against LibTorch (TORCH_CUDA_ARCH_LIST skips GPU probing).
+cmake: $(VENV)/.deps
+	TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-9.0}" cmake -S . -B build/cmake $$($(PY) tools/cmake_args.py)
+	cmake --build build/cmake -j2
 
 clean:
 	rm -rf build $(VENV) bitcodes_ext/_C*.so *.egg-info
