@@ -1,5 +1,6 @@
 # Two entry points set up everything on a fresh machine:
-#   make bench   the main job: benchmarks against bitcodes-pytorch
+#   make bench   the main job: benchmarks against bitcodes-pytorch (BENCH_ARGS=--quick for a
+#                one-minute run; see `python benchmarks/bench_bitcodes.py --help`)
 #   make test    the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,6 +26,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)
+	if [ -f benchmarks/bench_vq.py ]; then $(PY) benchmarks/bench_vq.py $(BENCH_ARGS); fi
 
 # The CPU ops as a plain C++ library against LibTorch (TORCH_CUDA_ARCH_LIST skips GPU probing).
 cmake: $(VENV)/.deps

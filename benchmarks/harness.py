@@ -1,5 +1,7 @@
 """Timing and roofline helpers shared by the benchmark scripts."""
 
+import os
+import platform
 import statistics
 import time
 
@@ -7,32 +9,30 @@ import torch
 from torch.utils import benchmark
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def median_ms(fn, device, *, min_run_time=0.5, warmup=3):
     """Median ms per call after a warm-up, from torch.utils.benchmark (which syncs CUDA)."""
     for _ in range(warmup):
         fn()
-    sync(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     # Timer runs at one thread unless told otherwise.
     timer = benchmark.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def interleaved_medians(fns, device, *, rounds=3, min_run_time=0.5):
+def interleaved_medians(fns, device, *, rounds=3, min_run_time=0.5, progress=None):
     """Times every function `rounds` times in turn and keeps the median: drift on a noisy
     machine then hits all of them alike instead of whichever ran last."""
     samples = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             samples[name].append(median_ms(fn, device, min_run_time=min_run_time))
+            if progress is not None:
+                progress.update(1)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def sgemm_peak_gflops(device, dtype=torch.float32, n=2048, samples=3):
+def gemm_peak_gflops(device, dtype=torch.float32, n=2048, samples=3):
     """Best of a few square-GEMM measurements: a peak, so noise should not pull it down."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -50,8 +50,13 @@ def copy_bandwidth_gbs(device, nbytes=256 << 20, samples=3):
 def fresh_output_ms(shape, device, dtype=torch.float32):
     """Allocating and writing a new output of this shape: a floor for any op that returns one.
     (On VMs the page faults of a fresh large allocation can cost more than the writes.)"""
-    return median_ms(lambda: torch.empty(shape, device=device, dtype=dtype).fill_(1.0), device, min_run_time=0.5)
+    return median_ms(lambda: torch.empty(shape, device=device, dtype=dtype).fill_(1.0), device, min_run_time=0.3)
 
 
-def now():
-    return time.strftime("%Y-%m-%d")
+def describe(device, threads, peak, bandwidth, dtype_name):
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return dict(
+        device=name, device_type=device.type, threads=threads, torch=torch.__version__, dtype=dtype_name,
+        gemm_peak_gflops=peak, copy_bandwidth_gbs=bandwidth, date=time.strftime("%Y-%m-%d"),
+        thp_mem_alloc=os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
+    )

@@ -15,8 +15,8 @@ def table(path):
     for row in data["results"]:
         groups[(row["mode"], row["tokens"], row["features"], row["num_bits"])][row["implementation"]] = row
     lines = [
-        f"{meta['device']}, {meta['threads']} threads, torch {meta['torch']}, {meta['date']}; "
-        f"sgemm peak {meta['sgemm_peak_gflops']:.0f} GFLOP/s, copy {meta['copy_bandwidth_gbs']:.1f} GB/s, "
+        f"{meta['device']} ({meta['device_type']}), {meta['threads']} threads, torch {meta['torch']}, {meta['dtype']}, "
+        f"{meta['date']}; GEMM peak {meta['gemm_peak_gflops']:.0f} GFLOP/s, copy {meta['copy_bandwidth_gbs']:.1f} GB/s, "
         f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}. Median ms.",
         "",
         "| mode | T | D | B | reference | torch.compile(ref) | two-GEMM torch | bitcodes_ext | × reference | × compiled | % of roofline |",
@@ -31,7 +31,7 @@ def table(path):
         )
         lines[-1] += (
             f"{impls['two-GEMM torch']['ms']:.2f} | **{ours['ms']:.2f}** | {ours['speedup_vs_reference']:.2f} | "
-            f"{ours['speedup_vs_compiled_reference'] or float('nan'):.2f} | {100 * ours['fraction_of_roofline']:.0f} |"
+            f"{ours['speedup_vs_reference+compile'] or float('nan'):.2f} | {100 * ours['fraction_of_roofline']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -1,0 +1,94 @@
+"""Rows of a benchmark run, and their table, JSON, CSV and plot."""
+
+import csv
+import json
+import os
+
+BASELINES = (("reference", "vs ref"), ("reference+compile", "vs compile"), ("two-GEMM torch", "vs 2-GEMM"))
+
+
+def row(mode, tokens, features, num_bits, name, ms, times, effective_flops, roofline_ms, out_floor_ms):
+    r = dict(mode=mode, tokens=tokens, features=features, num_bits=num_bits, implementation=name, ms=ms)
+    for baseline, _ in BASELINES:
+        r[f"speedup_vs_{baseline}"] = times[baseline] / ms if baseline in times else None
+    r.update(
+        effective_gflops=effective_flops / (ms * 1e-3) / 1e9,
+        roofline_ms=roofline_ms,
+        fraction_of_roofline=roofline_ms / ms,
+        output_alloc_floor_ms=out_floor_ms,
+    )
+    return r
+
+
+def _ratio(value, width):
+    return f"{value:{width}.2f}" if value is not None else f"{'-':>{width}}"
+
+
+def text_table(meta, rows):
+    lines = [
+        f"{meta['device']} ({meta['device_type']}), {meta['threads']} threads, torch {meta['torch']}, {meta['dtype']}, "
+        f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}",
+        f"measured GEMM peak {meta['gemm_peak_gflops']:.1f} GFLOP/s, copy bandwidth {meta['copy_bandwidth_gbs']:.1f} GB/s",
+        "",
+    ]
+    header = f"{'mode':5} {'T':>6} {'D':>5} {'B':>4} | {'implementation':18} {'ms':>9}"
+    header += "".join(f" {label:>10}" for _, label in BASELINES)
+    header += f" {'GFLOP/s':>8} {'roofline':>9} {'% roof':>7} {'out floor':>9}"
+    lines += [header, "-" * len(header)]
+    previous = None
+    for r in rows:
+        config = (r["mode"], r["tokens"], r["features"], r["num_bits"])
+        if previous is not None and config != previous:
+            lines.append("")
+        previous = config
+        line = f"{r['mode']:5} {r['tokens']:6} {r['features']:5} {r['num_bits']:4} | {r['implementation']:18} {r['ms']:9.3f}"
+        line += "".join(f" {_ratio(r[f'speedup_vs_{b}'], 10)}" for b, _ in BASELINES)
+        line += f" {r['effective_gflops']:8.1f} {r['roofline_ms']:9.3f} {100 * r['fraction_of_roofline']:7.1f} {r['output_alloc_floor_ms']:9.3f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def save(meta, rows, stem):
+    """Writes stem.json, stem.csv and stem.png; returns their paths."""
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    with open(stem + ".json", "w") as f:
+        json.dump(dict(meta=meta, results=rows), f, indent=1)
+    with open(stem + ".csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(meta, rows, stem + ".png")
+    return [stem + ".json", stem + ".csv", stem + ".png"]
+
+
+def plot(meta, rows, path):
+    """Speedup over the reference, per configuration, one panel per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = [m for m in ("eval", "train") if any(r["mode"] == m for r in rows)]
+    names = [n for n in dict.fromkeys(r["implementation"] for r in rows) if n != "reference"]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        configs = list(dict.fromkeys((r["tokens"], r["features"], r["num_bits"]) for r in rows if r["mode"] == mode))
+        width = 0.8 / max(1, len(names))
+        for k, name in enumerate(names):
+            values = [
+                next((r["speedup_vs_reference"] or 0 for r in rows if r["mode"] == mode and r["implementation"] == name
+                      and (r["tokens"], r["features"], r["num_bits"]) == c), 0)
+                for c in configs
+            ]
+            bars = ax.bar([i + k * width for i in range(len(configs))], values, width, label=name)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(configs))])
+        ax.set_xticklabels([f"T={t}\nD={d}, B={b}" for t, d, b in configs], fontsize=8)
+        ax.set_ylabel("speedup over bitcodes-pytorch (eager)")
+        ax.set_title(f"{mode} ({'forward' if mode == 'eval' else 'forward + backward'})")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{meta['device']} ({meta['device_type']}), {meta['threads']} threads, {meta['dtype']}, torch {meta['torch']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
