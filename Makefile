@@ -1,13 +1,13 @@
 # Two entry points set up everything on a fresh machine:
 #   make bench   the main job: benchmarks against bitcodes-pytorch (BENCH_ARGS=--quick for a
 #                one-minute run; see `python benchmarks/bench_bitcodes.py --help`)
-#   make test    the test suite (what CI runs)
+#   make test    the test suite (what CI runs): the C++ ctest, then pytest
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
-.PHONY: test bench install cmake clean
+.PHONY: test bench install cmake ctest clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,9 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES)
 
 install: $(VENV)/.built
 
-test: install
+# The C++ test first, so that pytest's summary closes the run.
+test: install cmake
+	cd build/cmake && ctest --output-on-failure
 	$(PY) -m pytest
 
 bench: install
@@ -32,6 +34,9 @@ bench: install
 cmake: $(VENV)/.deps
 	TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-9.0}" cmake -S . -B build/cmake $$($(PY) tools/cmake_args.py)
 	cmake --build build/cmake -j2
+
+ctest: cmake
+	cd build/cmake && ctest --output-on-failure
 
 clean:
 	rm -rf build $(VENV) bitcodes_ext/_C*.so *.egg-info

@@ -1,0 +1,55 @@
+"""Property-based: random shapes, dtypes, metrics and modes, compiled kernels against the oracle."""
+
+import math
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bitcodes_ext import functional
+from oracle import certify_bits, close_tol, decode_oracle, tie_free_noise, train_oracle
+
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+
+
+# `native` only checks that the kernels exist; nothing in it needs resetting per example.
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    leading=st.lists(st.integers(0, 6), max_size=3),
+    features=st.integers(1, 48),
+    num_bits=st.integers(1, 40),
+    dtype=st.sampled_from(DTYPES),
+    metric=st.sampled_from(["dot", "euclidean"]),
+    training=st.booleans(),
+    temperature=st.floats(0.1, 10.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_kernels_match_oracle(native, leading, features, num_bits, dtype, metric, training, temperature, seed):
+    torch.manual_seed(seed)
+    x = torch.randn(*leading, features, dtype=torch.float64).to(dtype).requires_grad_()
+    codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype).requires_grad_()
+    grad_y = torch.randn(x.shape, dtype=torch.float64).to(dtype)
+    tol = close_tol(dtype)
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+
+    if training:
+        noise = tie_free_noise(x.detach(), codebook.detach(), metric, dtype=torch.float64)
+        y, bits = functional.bitcodes(x, codebook, training=True, temperature=temperature, metric=metric,
+                                      noise=noise, backend=native)
+        dx, dc = torch.autograd.grad(y, (x, codebook), grad_y)
+        y64, bits64, dx64, dc64 = train_oracle(x, codebook, noise, grad_y, temperature=temperature, metric=metric)
+        assert torch.equal(bits, bits64)
+        torch.testing.assert_close(y, y64.to(dtype), **tol)
+        for got, want in ((dx, dx64), (dc, dc64)):
+            scale = want.abs().max().item() if want.numel() else 0.0
+            torch.testing.assert_close(got.double(), want, rtol=tol["rtol"], atol=tol["atol"] * max(scale, 1e-30))
+    else:
+        y, bits = functional.bitcodes(x, codebook, training=False, metric=metric, backend=native)
+        certify_bits(bits, x.detach(), codebook.detach(), accumulated_in=acc, metric=metric)
+        (dc,) = torch.autograd.grad(y, (codebook,), grad_y)
+        y64, dc64 = decode_oracle(bits, codebook, grad_y)
+        torch.testing.assert_close(y, y64.to(dtype), **tol)
+        scale = dc64.abs().max().item() if dc64.numel() else 0.0
+        torch.testing.assert_close(dc.double(), dc64, rtol=tol["rtol"], atol=tol["atol"] * max(scale, 1e-30))
+    assert y.shape == x.shape and bits.shape == (*leading, num_bits)
+    assert math.prod(leading) == 0 or bits.min() >= 0 and bits.max() <= 1
