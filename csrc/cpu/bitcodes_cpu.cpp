@@ -58,8 +58,7 @@ template <typename scalar_t, typename acc_t>
 void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64_t N, int64_t D,
                      const PreparedCodebook& cb, acc_t tau, scalar_t* dx, acc_t* partials,
                      int64_t chunks) {
-  const int64_t B = cb.num_bits, Bp = cb.padded, tiles = num_tiles(N);
-  const int64_t row = partial_row_size(Bp, D);
+  const int64_t B = cb.num_bits, Bp = cb.padded;
   const acc_t* w = cb.w.const_data_ptr<acc_t>();
   const acc_t* wt = cb.wt.const_data_ptr<acc_t>();
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
@@ -68,11 +67,7 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64
     std::vector<acc_t> dx_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> u(kTileTokens * Bp), r(kTileTokens * Bp), bits(kTileTokens * Bp);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
-      std::fill(partials + chunk * row, partials + (chunk + 1) * row, acc_t(0));
-      PartialSums<acc_t> sums(partials + chunk * row, Bp, D);
-      for (int64_t tile = chunk_first_tile(chunk, chunks, tiles);
-           tile < chunk_first_tile(chunk + 1, chunks, tiles); ++tile) {
-        const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
+      for_each_chunk_tile(chunk, chunks, N, partials, Bp, D, [&](PartialSums<acc_t>& sums, int64_t t0, int64_t nt) {
         const acc_t* ga = tile_as_acc(g + t0 * D, nt * D, g_acc.data());
         const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
         project_rows(ga, nt, D, wt, Bp, D, u.data(), Bp);
@@ -96,7 +91,7 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64
         accumulate_outer(bits.data(), nt, Bp, Bp, ga, D, sums.S);
         accumulate_outer(r.data(), nt, Bp, Bp, xa, D, sums.S);
         accumulate_columns(ga, nt, D, sums.grad_sum);
-      }
+      });
     }
   });
 }

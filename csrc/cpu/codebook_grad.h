@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+
 namespace bitcodes_ext::cpu {
 
 // One chunk's partial sums, laid out in a row of `partials`: S (padded x D), sum_t g (D), rsum (padded).
@@ -22,6 +24,20 @@ struct PartialSums {
   PartialSums(acc_t* row, int64_t padded, int64_t features)
       : S(row), grad_sum(row + padded * features), r_sum(row + padded * features + features) {}
 };
+
+// Zeroes one chunk's partial sums, then calls body(sums, t0, nt) for each of its tiles in order.
+template <typename acc_t, typename Body>
+inline void for_each_chunk_tile(int64_t chunk, int64_t chunks, int64_t num_tokens, acc_t* partials,
+                                int64_t padded, int64_t features, Body&& body) {
+  const int64_t row = partial_row_size(padded, features), tiles = num_tiles(num_tokens);
+  std::fill(partials + chunk * row, partials + (chunk + 1) * row, acc_t(0));
+  PartialSums<acc_t> sums(partials + chunk * row, padded, features);
+  for (int64_t tile = chunk_first_tile(chunk, chunks, tiles); tile < chunk_first_tile(chunk + 1, chunks, tiles);
+       ++tile) {
+    const int64_t t0 = tile * kTileTokens;
+    body(sums, t0, std::min(kTileTokens, num_tokens - t0));
+  }
+}
 
 // One row of partial sums per chunk of tokens. Each chunk zeroes its own row in the kernel
 // (first touched by the thread that fills it); without tokens no kernel runs, so zero here.

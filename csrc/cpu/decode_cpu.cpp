@@ -65,22 +65,17 @@ void decode_kernel(const uint8_t* bits, int64_t N, int64_t B, int64_t D, const L
 template <typename scalar_t, typename acc_t>
 void decode_backward_kernel(const scalar_t* g, const uint8_t* bits8, int64_t N, int64_t B,
                             int64_t Bp, int64_t D, acc_t* partials, int64_t chunks) {
-  const int64_t tiles = num_tiles(N), row = partial_row_size(Bp, D);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> g_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> bits(kTileTokens * Bp, acc_t(0));
     for (int64_t chunk = begin; chunk < end; ++chunk) {
-      std::fill(partials + chunk * row, partials + (chunk + 1) * row, acc_t(0));
-      PartialSums<acc_t> sums(partials + chunk * row, Bp, D);
-      for (int64_t tile = chunk_first_tile(chunk, chunks, tiles);
-           tile < chunk_first_tile(chunk + 1, chunks, tiles); ++tile) {
-        const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
+      for_each_chunk_tile(chunk, chunks, N, partials, Bp, D, [&](PartialSums<acc_t>& sums, int64_t t0, int64_t nt) {
         const acc_t* ga = tile_as_acc(g + t0 * D, nt * D, g_acc.data());
         for (int64_t t = 0; t < nt; ++t)
           for (int64_t i = 0; i < B; ++i) bits[t * Bp + i] = acc_t(bits8[(t0 + t) * B + i]);
         accumulate_outer(bits.data(), nt, Bp, Bp, ga, D, sums.S);
         accumulate_columns(ga, nt, D, sums.grad_sum);
-      }
+      });
     }
   });
 }
