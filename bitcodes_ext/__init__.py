@@ -4,6 +4,7 @@ from . import _extension, functional, reference
 from .bits import pack_bits, to_bits, to_decimal, unpack_bits
 from .info import backend_info
 from .layers import Bitcodes
+from .vq import vq
 
 if _extension.LOAD_ERROR is None:
     from . import ops  # noqa: F401  (fake kernels and autograd of the compiled ops)
@@ -17,5 +18,6 @@ __all__ = [
     "to_bits",
     "to_decimal",
     "unpack_bits",
+    "vq",
 ]
 __version__ = "0.1.0"

@@ -81,3 +81,19 @@ def check_bits(bits: Tensor, num_bits: int, *, values: bool = True) -> None:
         raise ValueError(f"bits must have shape (..., num_bits) with num_bits = {num_bits}, got {tuple(bits.shape)}")
     if values and bits.dtype != torch.bool and bits.numel() and bool(((bits != 0) & (bits != 1)).any()):
         raise ValueError("bits must contain only 0 and 1")
+
+
+def check_vq(observations: Tensor, codebook: Tensor) -> None:
+    for name, t in (("observations", observations), ("codebook", codebook)):
+        if not isinstance(t, Tensor) or t.dtype not in _FLOAT_DTYPES:
+            got = t.dtype if isinstance(t, Tensor) else type(t).__name__
+            raise TypeError(f"vq: {name} must be a float32/float64/float16/bfloat16 tensor, got {got}")
+    if codebook.dim() != 2 or codebook.shape[0] < 1 or codebook.shape[1] < 1:
+        raise ValueError(f"vq: codebook must have shape (num_codes, features) with num_codes >= 1, got {tuple(codebook.shape)}")
+    features = codebook.shape[1]
+    if observations.dim() < 1 or observations.shape[-1] != features:
+        raise ValueError(f"vq: observations must have shape (..., {features}) to match the codebook, got {tuple(observations.shape)}")
+    if observations.device != codebook.device:
+        raise ValueError(f"vq: observations and codebook must be on the same device, got {observations.device} and {codebook.device}")
+    if observations.dtype != codebook.dtype:
+        raise TypeError(f"vq: observations and codebook must have the same dtype, got {observations.dtype} and {codebook.dtype}")

@@ -42,6 +42,12 @@ def _decode_backward_fake(grad_y, bits, codebook):
     return torch.empty_like(codebook)
 
 
+@torch.library.register_fake(f"{_lib}::vq")
+def _vq_fake(observations, codebook):
+    lead = observations.shape[:-1]
+    return observations.new_empty(lead, dtype=torch.int64), observations.new_empty(lead)
+
+
 def _forward_setup(ctx, inputs, output):
     x, codebook, _noise, temperature, training, euclidean = inputs
     _y, bits, z = output
@@ -78,3 +84,4 @@ forward = torch.ops.bitcodes_ext.forward
 backward = torch.ops.bitcodes_ext.backward
 decode = torch.ops.bitcodes_ext.decode
 decode_backward = torch.ops.bitcodes_ext.decode_backward
+vq = torch.ops.bitcodes_ext.vq

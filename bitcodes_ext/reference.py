@@ -75,3 +75,19 @@ def bitcodes(
         select = bits
     y = decode(select, cb)
     return y.to(x.dtype), bits.long()
+
+
+def vq(observations: Tensor, codebook: Tensor, chunk: int = 4096) -> Tuple[Tensor, Tensor]:
+    """Nearest code and its Euclidean distance, as scipy.cluster.vq.vq: ties go to the lowest
+    index, a NaN row gets code 0 and distance NaN. Chunked, so memory stays O(chunk x K)."""
+    acc = compute_dtype(observations.dtype)
+    x = observations.reshape(-1, codebook.shape[1]).to(acc)
+    c = codebook.to(acc)
+    norms = c.square().sum(1)
+    codes = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
+    for start in range(0, x.shape[0], chunk):
+        scores = norms - 2 * x[start : start + chunk] @ c.T
+        codes[start : start + chunk] = torch.nan_to_num(scores, nan=float("inf")).argmin(1)
+    dist = (x.double() - codebook.double()[codes]).square().sum(1).sqrt()
+    lead = observations.shape[:-1]
+    return codes.reshape(lead), dist.to(observations.dtype).reshape(lead)

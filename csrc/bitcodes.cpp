@@ -16,4 +16,6 @@ TORCH_LIBRARY(bitcodes_ext, m) {
   // y = sum_i c[2i + bits_i], and the gradient of that sum with respect to the codebook.
   m.def("decode(Tensor bits, Tensor codebook) -> Tensor");
   m.def("decode_backward(Tensor grad_y, Tensor bits, Tensor codebook) -> Tensor");
+  // Nearest-code vector quantization: (codes int64, Euclidean distance), ties to the lowest index.
+  m.def("vq(Tensor observations, Tensor codebook) -> (Tensor, Tensor)");
 }

@@ -39,7 +39,7 @@ void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodeb
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
       const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
-      project_rows(xa, nt, D, wt, Bp, D, logits.data(), Bp);
+      project_rows(xa, nt, D, wt, Bp, Bp, D, logits.data(), Bp);
       const acc_t* n = noise ? noise + t0 * B : nullptr;
       if (draw_noise) {
         logistic_noise(seed, t0, nt, B, drawn.data());
@@ -70,7 +70,7 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64
       for_each_chunk_tile(chunk, chunks, N, partials, Bp, D, [&](PartialSums<acc_t>& sums, int64_t t0, int64_t nt) {
         const acc_t* ga = tile_as_acc(g + t0 * D, nt * D, g_acc.data());
         const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
-        project_rows(ga, nt, D, wt, Bp, D, u.data(), Bp);
+        project_rows(ga, nt, D, wt, Bp, Bp, D, u.data(), Bp);
         for (int64_t t = 0; t < nt; ++t) {
           for (int64_t i = 0; i < Bp; ++i) {
             acc_t rr = 0, bit = 0;

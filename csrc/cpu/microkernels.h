@@ -48,19 +48,20 @@ inline void project_columns(const acc_t* A, int64_t nt, int64_t lda, const acc_t
   for (; t < nt; ++t) project_block<acc_t, 1, MV>(A + t * lda, lda, Wt, ldw, D, out + t * ldo, ldo);
 }
 
-// nb must be a multiple of the vector size (Wt and out are padded with zero bits).
+// out[t][0, nb) = A[t] . Wt[:, 0, nb); Wt has row stride ldw. nb must be a multiple of the
+// vector size (Wt and out are padded with zero columns).
 template <typename acc_t>
-void project_rows(const acc_t* A, int64_t nt, int64_t lda, const acc_t* Wt, int64_t nb, int64_t D,
+void project_rows(const acc_t* A, int64_t nt, int64_t lda, const acc_t* Wt, int64_t ldw, int64_t nb, int64_t D,
                   acc_t* out, int64_t ldo) {
   constexpr int64_t L = Vec<acc_t>::size();
   int64_t b = 0;
   // Register blocks of 12 accumulators: 4 tokens x 3 vectors, then 6 x 2, then 12 x 1.
-  for (; b + 3 * L <= nb; b += 3 * L) project_columns<acc_t, 4, 3>(A, nt, lda, Wt + b, nb, D, out + b, ldo);
+  for (; b + 3 * L <= nb; b += 3 * L) project_columns<acc_t, 4, 3>(A, nt, lda, Wt + b, ldw, D, out + b, ldo);
   if (b + 2 * L <= nb) {
-    project_columns<acc_t, 6, 2>(A, nt, lda, Wt + b, nb, D, out + b, ldo);
+    project_columns<acc_t, 6, 2>(A, nt, lda, Wt + b, ldw, D, out + b, ldo);
     b += 2 * L;
   }
-  if (b < nb) project_columns<acc_t, 12, 1>(A, nt, lda, Wt + b, nb, D, out + b, ldo);
+  if (b < nb) project_columns<acc_t, 12, 1>(A, nt, lda, Wt + b, ldw, D, out + b, ldo);
 }
 
 // ---- out[t] = sum_i R[t][i] * W[i]: dx = r.W. ----

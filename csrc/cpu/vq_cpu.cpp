@@ -1,0 +1,102 @@
+// CPU nearest-code vector quantization: distance and argmin fused over tiles of the codebook,
+// so no N x K matrix exists; extra memory is one (tokens x codes) tile per thread.
+//   score = |c|^2 - 2 x.c  (|x|^2 is the same for every code of a token)
+// The chosen code's distance is then recomputed directly in double, as accurate as scipy's.
+#include "../checks.h"
+#include "microkernels.h"
+#include "output_memory.h"
+#include "tiles.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace bitcodes_ext::cpu {
+namespace {
+
+// Codes per tile of the codebook: the tile of scores (tokens x codes) and of the transposed
+// codebook (D x codes) stay in L2.
+constexpr int64_t kCodeTile = 256;
+
+template <typename scalar_t, typename acc_t>
+void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* codes_t /* D x Kp */,
+               const acc_t* norms /* Kp, +inf past K */, const scalar_t* codebook, int64_t K, int64_t Kp,
+               int64_t* codes, scalar_t* dist) {
+  at::parallel_for(0, num_tiles(N), 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
+    std::vector<acc_t> scores(kTileTokens * kCodeTile);
+    std::vector<acc_t> best(kTileTokens);
+    std::vector<int64_t> best_code(kTileTokens);
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
+      const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
+      std::fill(best.begin(), best.end(), std::numeric_limits<acc_t>::infinity());
+      std::fill(best_code.begin(), best_code.end(), 0);
+      for (int64_t k0 = 0; k0 < Kp; k0 += kCodeTile) {
+        const int64_t nk = std::min(kCodeTile, Kp - k0);
+        project_rows(xa, nt, D, codes_t + k0, Kp, nk, D, scores.data(), kCodeTile);
+        for (int64_t t = 0; t < nt; ++t)
+          for (int64_t k = 0; k < nk; ++k) {
+            const acc_t score = norms[k0 + k] - 2 * scores[t * kCodeTile + k];
+            if (score < best[t]) {  // strict: ties keep the lower index; NaN never wins
+              best[t] = score;
+              best_code[t] = k0 + k;
+            }
+          }
+      }
+      for (int64_t t = 0; t < nt; ++t) {
+        const int64_t k = std::min(best_code[t], K - 1);
+        double sum = 0;
+        for (int64_t d = 0; d < D; ++d) {
+          const double diff = double(x[(t0 + t) * D + d]) - double(codebook[k * D + d]);
+          sum += diff * diff;
+        }
+        codes[t0 + t] = k;
+        dist[t0 + t] = scalar_t(std::sqrt(sum));
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> vq_cpu(const at::Tensor& observations_in, const at::Tensor& codebook_in) {
+  constexpr const char* op = "bitcodes_ext::vq";
+  TORCH_CHECK_TYPE(at::isFloatingType(codebook_in.scalar_type()), op,
+                   ": codebook must be a floating-point tensor, got ", codebook_in.scalar_type());
+  TORCH_CHECK_VALUE(codebook_in.dim() == 2 && codebook_in.size(0) >= 1 && codebook_in.size(1) >= 1, op,
+                    ": codebook must have shape (num_codes, features) with num_codes >= 1 and features >= 1, got ",
+                    codebook_in.sizes());
+  check_x(observations_in, codebook_in, "observations", op);
+  const auto x = observations_in.contiguous(), codebook = codebook_in.contiguous();
+  const int64_t D = codebook.size(1), K = codebook.size(0), N = x.numel() / D;
+  const auto lead = x.sizes().slice(0, x.dim() - 1);
+  auto codes = empty_output(lead, x.options().dtype(at::kLong));
+  auto dist = empty_output(lead, x.options());
+  if (N == 0) return {codes, dist};
+
+  const auto acc_type = at::toOpMathType(x.scalar_type());
+  const int64_t L = at::vec::Vectorized<float>::size();
+  const int64_t Kp = (K + L - 1) / L * L;
+  const auto cb = codebook.to(acc_type);
+  auto codes_t = at::zeros({D, Kp}, cb.options());
+  codes_t.narrow(1, 0, K).copy_(cb.t());
+  auto norms = at::full({Kp}, std::numeric_limits<double>::infinity(), cb.options());
+  norms.narrow(0, 0, K).copy_(cb.square().sum(1));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_vq_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    vq_kernel<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), N, D, codes_t.const_data_ptr<acc_t>(),
+                               norms.const_data_ptr<acc_t>(), codebook.const_data_ptr<scalar_t>(), K, Kp,
+                               codes.mutable_data_ptr<int64_t>(), dist.mutable_data_ptr<scalar_t>());
+  });
+  return {codes, dist};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bitcodes_ext, CPU, m) { m.impl("vq", &vq_cpu); }
+
+}  // namespace bitcodes_ext::cpu
