@@ -4,6 +4,7 @@ from . import _extension, functional, reference
 from .bits import pack_bits, to_bits, to_decimal, unpack_bits
 from .info import backend_info
 from .layers import Bitcodes
+from .quantizer import VectorQuantizer, kmeans
 from .vq import vq
 
 if _extension.LOAD_ERROR is None:
@@ -11,8 +12,10 @@ if _extension.LOAD_ERROR is None:
 
 __all__ = [
     "Bitcodes",
+    "VectorQuantizer",
     "backend_info",
     "functional",
+    "kmeans",
     "pack_bits",
     "reference",
     "to_bits",
