@@ -53,3 +53,27 @@ def test_kernels_match_oracle(native, leading, features, num_bits, dtype, metric
         torch.testing.assert_close(dc.double(), dc64, rtol=tol["rtol"], atol=tol["atol"] * max(scale, 1e-30))
     assert y.shape == x.shape and bits.shape == (*leading, num_bits)
     assert math.prod(leading) == 0 or bits.min() >= 0 and bits.max() <= 1
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    leading=st.lists(st.integers(0, 40), max_size=2),
+    num_codes=st.integers(1, 300),
+    features=st.integers(1, 40),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_vq_matches_exact_search(native, leading, num_codes, features, dtype, seed):
+    from bitcodes_ext import vq
+
+    torch.manual_seed(seed)
+    observations = torch.randn(*leading, features, dtype=torch.float64).to(dtype)
+    codebook = torch.randn(num_codes, features, dtype=torch.float64).to(dtype)
+    codes, dist = vq(observations, codebook, backend=native)
+    assert codes.shape == dist.shape == tuple(leading) and dist.dtype == dtype
+    d = torch.cdist(observations.double().reshape(-1, features), codebook.double())
+    chosen = d.gather(1, codes.reshape(-1, 1)).squeeze(1)
+    # A code other than the exact argmin only where the squared distances tie within rounding.
+    scale = observations.double().reshape(-1, features).square().sum(1) + codebook.double().square().sum(1).max()
+    assert ((chosen.square() - d.min(1).values.square()).abs() <= 2e-5 * scale).all()
+    torch.testing.assert_close(dist.reshape(-1), chosen.to(dtype), **close_tol(dtype))

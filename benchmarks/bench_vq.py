@@ -1,0 +1,95 @@
+"""Nearest-code search: bitcodes_ext.vq against torch.cdist + argmin, scipy.cluster.vq.vq and
+faiss-cpu (IndexFlatL2, k=1): median time and peak memory, each implementation in its own
+process so that peak RSS belongs to it alone.
+
+    python benchmarks/bench_vq.py [--quick] [--threads 2] [--out benchmarks/results]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SIZES = [(65536, 1024, 64), (65536, 8192, 256), (262144, 8192, 16)]
+QUICK_SIZES = [(16384, 1024, 32)]
+IMPLEMENTATIONS = ("bitcodes_ext", "cdist+argmin", "scipy", "faiss")
+
+# Runs in a child: builds the data, warms up, times `repeats` calls, prints JSON.
+CHILD = r"""
+import json, resource, statistics, sys, time
+import torch
+impl, n, k, d, threads, repeats = sys.argv[1], *map(int, sys.argv[2:7])
+torch.set_num_threads(threads)
+g = torch.Generator().manual_seed(0)
+x, c = torch.randn(n, d, generator=g), torch.randn(k, d, generator=g)
+if impl == "bitcodes_ext":
+    import bitcodes_ext
+    run = lambda: bitcodes_ext.vq(x, c, backend="native")
+elif impl == "cdist+argmin":
+    run = lambda: torch.cdist(x, c).min(1)
+elif impl == "scipy":
+    from scipy.cluster.vq import vq
+    xn, cn = x.numpy(), c.numpy()
+    run = lambda: vq(xn, cn)
+else:
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexFlatL2(d)
+    index.add(c.numpy())
+    xn = x.numpy()
+    run = lambda: index.search(xn, 1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+run()
+times = []
+for _ in range(repeats):
+    start = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - start)
+peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps(dict(ms=1e3 * statistics.median(times), peak_mb=peak)))
+"""
+
+
+def measure(impl, n, k, d, threads, repeats):
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, impl, str(n), str(k), str(d), str(threads), str(repeats)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        return dict(error=result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    args, _ = parser.parse_known_args()  # `make bench` passes the Bitcodes flags too
+    sizes = QUICK_SIZES if args.quick else SIZES
+    rows = []
+    print(f"{'N':>7} {'K':>5} {'D':>4} | {'implementation':14} {'ms':>10} {'peak MB':>9} {'vs cdist':>8}")
+    for n, k, d in sizes:
+        results = {impl: measure(impl, n, k, d, args.threads, args.repeats) for impl in IMPLEMENTATIONS}
+        for impl, r in results.items():
+            row = dict(tokens=n, codes=k, features=d, implementation=impl, threads=args.threads, **r)
+            if "ms" in r and "ms" in results["cdist+argmin"]:
+                row["speedup_vs_cdist"] = results["cdist+argmin"]["ms"] / r["ms"]
+            rows.append(row)
+            if "error" in r:
+                print(f"{n:7} {k:5} {d:4} | {impl:14} {'failed: ' + r['error']}")
+            else:
+                print(f"{n:7} {k:5} {d:4} | {impl:14} {r['ms']:10.1f} {r['peak_mb']:9.0f} {row.get('speedup_vs_cdist', float('nan')):8.2f}")
+        print()
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"vq-cpu-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json")
+    with open(path, "w") as f:
+        json.dump(dict(threads=args.threads, results=rows), f, indent=1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
