@@ -27,27 +27,51 @@ template <typename scalar_t, typename acc_t>
 void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* codes_t /* D x Kp */,
                const acc_t* norms /* Kp, +inf past K */, const scalar_t* codebook, int64_t K, int64_t Kp,
                int64_t* codes, scalar_t* dist) {
+  using V = Vec<acc_t>;
+  constexpr int64_t L = V::size();
   at::parallel_for(0, num_tiles(N), 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> scores(kTileTokens * kCodeTile);
-    std::vector<acc_t> best(kTileTokens);
+    // Per token and lane: the best score so far and its code (as acc_t: exact below 2^24 codes
+    // in float). Lane j sees codes j, j + L, ... in increasing order, so a strict < keeps the
+    // lowest index of a tie within a lane; the final reduction breaks ties across lanes.
+    std::vector<acc_t> lane_best(kTileTokens * L), lane_code(kTileTokens * L);
     std::vector<int64_t> best_code(kTileTokens);
+    acc_t offsets[L];
+    for (int64_t j = 0; j < L; ++j) offsets[j] = acc_t(j);
+    const V lane_offsets = V::loadu(offsets);
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
       const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
-      std::fill(best.begin(), best.end(), std::numeric_limits<acc_t>::infinity());
-      std::fill(best_code.begin(), best_code.end(), 0);
+      std::fill(lane_best.begin(), lane_best.end(), std::numeric_limits<acc_t>::infinity());
+      std::fill(lane_code.begin(), lane_code.end(), acc_t(0));
       for (int64_t k0 = 0; k0 < Kp; k0 += kCodeTile) {
         const int64_t nk = std::min(kCodeTile, Kp - k0);
         project_rows(xa, nt, D, codes_t + k0, Kp, nk, D, scores.data(), kCodeTile);
-        for (int64_t t = 0; t < nt; ++t)
-          for (int64_t k = 0; k < nk; ++k) {
-            const acc_t score = norms[k0 + k] - 2 * scores[t * kCodeTile + k];
-            if (score < best[t]) {  // strict: ties keep the lower index; NaN never wins
-              best[t] = score;
-              best_code[t] = k0 + k;
-            }
+        for (int64_t t = 0; t < nt; ++t) {
+          V best = V::loadu(lane_best.data() + t * L), code = V::loadu(lane_code.data() + t * L);
+          for (int64_t k = 0; k < nk; k += L) {
+            const V score = V::loadu(norms + k0 + k) - V(acc_t(2)) * V::loadu(scores.data() + t * kCodeTile + k);
+            const V better = score < best;  // NaN compares false and never wins
+            best = V::blendv(best, score, better);
+            code = V::blendv(code, lane_offsets + V(acc_t(k0 + k)), better);
           }
+          best.store(lane_best.data() + t * L);
+          code.store(lane_code.data() + t * L);
+        }
+      }
+      for (int64_t t = 0; t < nt; ++t) {
+        acc_t best = std::numeric_limits<acc_t>::infinity();
+        int64_t chosen = 0;
+        for (int64_t j = 0; j < L; ++j) {
+          const acc_t score = lane_best[t * L + j];
+          const int64_t k = int64_t(lane_code[t * L + j]);
+          if (score < best || (score == best && k < chosen)) {
+            best = score;
+            chosen = k;
+          }
+        }
+        best_code[t] = chosen;
       }
       for (int64_t t = 0; t < nt; ++t) {
         const int64_t k = std::min(best_code[t], K - 1);
@@ -71,6 +95,9 @@ std::tuple<at::Tensor, at::Tensor> vq_cpu(const at::Tensor& observations_in, con
                     ": codebook must have shape (num_codes, features) with num_codes >= 1 and features >= 1, got ",
                     codebook_in.sizes());
   check_x(observations_in, codebook_in, "observations", op);
+  // The kernel carries code indices in float lanes, exact up to 2^24.
+  TORCH_CHECK_VALUE(codebook_in.size(0) <= (int64_t(1) << 24), op,
+                    ": codebook may have at most 2^24 codes, got ", codebook_in.size(0));
   const auto x = observations_in.contiguous(), codebook = codebook_in.contiguous();
   const int64_t D = codebook.size(1), K = codebook.size(0), N = x.numel() / D;
   const auto lead = x.sizes().slice(0, x.dim() - 1);
