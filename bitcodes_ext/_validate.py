@@ -33,10 +33,14 @@ def check_metric(metric) -> None:
         raise ValueError(f"bitcodes: metric must be one of {METRICS}, got {metric!r}")
 
 
+def _check_float(t, name: str, op: str) -> None:
+    if not isinstance(t, Tensor) or t.dtype not in _FLOAT_DTYPES:
+        got = t.dtype if isinstance(t, Tensor) else type(t).__name__
+        raise TypeError(f"{op}: {name} must be a float32/float64/float16/bfloat16 tensor, got {got}")
+
+
 def check_codebook(codebook: Tensor) -> None:
-    if not isinstance(codebook, Tensor) or codebook.dtype not in _FLOAT_DTYPES:
-        got = codebook.dtype if isinstance(codebook, Tensor) else type(codebook).__name__
-        raise TypeError(f"bitcodes: codebook must be a float32/float64/float16/bfloat16 tensor, got {got}")
+    _check_float(codebook, "codebook", "bitcodes")
     if codebook.dim() != 2 or codebook.shape[0] < 2 or codebook.shape[0] % 2 or codebook.shape[1] < 1:
         raise ValueError(
             "bitcodes: codebook must have shape (2 * num_bits, features) with num_bits >= 1 and "
@@ -45,9 +49,7 @@ def check_codebook(codebook: Tensor) -> None:
 
 
 def check_x(x: Tensor, codebook: Tensor, *, autocast: bool = False) -> None:
-    if not isinstance(x, Tensor) or x.dtype not in _FLOAT_DTYPES:
-        got = x.dtype if isinstance(x, Tensor) else type(x).__name__
-        raise TypeError(f"bitcodes: x must be a float32/float64/float16/bfloat16 tensor, got {got}")
+    _check_float(x, "x", "bitcodes")
     features = codebook.shape[1]
     if x.dim() < 1 or x.shape[-1] != features:
         raise ValueError(f"bitcodes: x must have shape (..., {features}) (features = {features}), got {tuple(x.shape)}")
@@ -84,10 +86,8 @@ def check_bits(bits: Tensor, num_bits: int, *, values: bool = True) -> None:
 
 
 def check_vq(observations: Tensor, codebook: Tensor) -> None:
-    for name, t in (("observations", observations), ("codebook", codebook)):
-        if not isinstance(t, Tensor) or t.dtype not in _FLOAT_DTYPES:
-            got = t.dtype if isinstance(t, Tensor) else type(t).__name__
-            raise TypeError(f"vq: {name} must be a float32/float64/float16/bfloat16 tensor, got {got}")
+    _check_float(observations, "observations", "vq")
+    _check_float(codebook, "codebook", "vq")
     if codebook.dim() != 2 or codebook.shape[0] < 1 or codebook.shape[1] < 1:
         raise ValueError(f"vq: codebook must have shape (num_codes, features) with num_codes >= 1, got {tuple(codebook.shape)}")
     features = codebook.shape[1]

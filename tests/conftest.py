@@ -22,6 +22,14 @@ def native():
     return "native"
 
 
+@pytest.fixture(params=["native", "torch"])
+def backend(request):
+    """Each backend in turn: the compiled kernels (as `native`) and the pure-torch fallback."""
+    if request.param == "native":
+        return request.getfixturevalue("native")
+    return "torch"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(1234)

@@ -8,12 +8,6 @@ from bitcodes_ext import Bitcodes, functional
 ops = torch.ops.bitcodes_ext
 
 
-@pytest.fixture(params=["native", "torch"])
-def backend(request):
-    if request.param == "native":
-        return request.getfixturevalue("native")
-    return "torch"
-
 
 @pytest.mark.parametrize("features,num_bits,name", [(0, 4, "features"), (8, 0, "num_bits"), (-1, 4, "features"), (8, 2.5, "num_bits")])
 def test_constructor_sizes(features, num_bits, name):

@@ -10,14 +10,7 @@ import bitcodes_ext
 from bitcodes_ext import Bitcodes, reference
 from oracle import certify_bits, close_tol, train_oracle
 
-BACKENDS = ["native", "torch"]
 
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    if request.param == "native":
-        return request.getfixturevalue("native")
-    return "torch"
 
 
 def pair(features, num_bits, temperature, backend, dtype=torch.float32):

@@ -10,14 +10,7 @@ import torch
 from bitcodes_ext import vq
 
 scipy_vq = pytest.importorskip("scipy.cluster.vq").vq
-BACKENDS = ["native", "torch"]
 
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    if request.param == "native":
-        return request.getfixturevalue("native")
-    return "torch"
 
 
 def exact(observations, codebook):
