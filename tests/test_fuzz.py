@@ -12,8 +12,12 @@ from oracle import certify_bits, close_tol, decode_oracle, tie_free_noise, train
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
 
-# `native` only checks that the kernels exist; nothing in it needs resetting per example.
-@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Deterministic examples for CI; `native` only checks that the kernels exist, so nothing in it
+# needs resetting per example.
+FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(FUZZ, max_examples=80)
 @given(
     leading=st.lists(st.integers(0, 6), max_size=3),
     features=st.integers(1, 48),
@@ -55,7 +59,7 @@ def test_kernels_match_oracle(native, leading, features, num_bits, dtype, metric
     assert math.prod(leading) == 0 or bits.min() >= 0 and bits.max() <= 1
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(FUZZ, max_examples=60)
 @given(
     leading=st.lists(st.integers(0, 40), max_size=2),
     num_codes=st.integers(1, 300),

@@ -36,7 +36,6 @@ void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* codes_t /* 
     // in float). Lane j sees codes j, j + L, ... in increasing order, so a strict < keeps the
     // lowest index of a tie within a lane; the final reduction breaks ties across lanes.
     std::vector<acc_t> lane_best(kTileTokens * L), lane_code(kTileTokens * L);
-    std::vector<int64_t> best_code(kTileTokens);
     acc_t offsets[L];
     for (int64_t j = 0; j < L; ++j) offsets[j] = acc_t(j);
     const V lane_offsets = V::loadu(offsets);
@@ -61,20 +60,18 @@ void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* codes_t /* 
         }
       }
       for (int64_t t = 0; t < nt; ++t) {
+        // Lanes to one winner: the lowest score, and among equal scores the lowest code.
         acc_t best = std::numeric_limits<acc_t>::infinity();
-        int64_t chosen = 0;
+        int64_t k = 0;
         for (int64_t j = 0; j < L; ++j) {
           const acc_t score = lane_best[t * L + j];
-          const int64_t k = int64_t(lane_code[t * L + j]);
-          if (score < best || (score == best && k < chosen)) {
+          const int64_t code = int64_t(lane_code[t * L + j]);
+          if (score < best || (score == best && code < k)) {
             best = score;
-            chosen = k;
+            k = code;
           }
         }
-        best_code[t] = chosen;
-      }
-      for (int64_t t = 0; t < nt; ++t) {
-        const int64_t k = std::min(best_code[t], K - 1);
+        k = std::min(k, K - 1);
         double sum = 0;
         for (int64_t d = 0; d < D; ++d) {
           const double diff = double(x[(t0 + t) * D + d]) - double(codebook[k * D + d]);
