@@ -15,6 +15,15 @@ inline void check_codebook(const at::Tensor& codebook, const char* op) {
                     "features >= 1, got ", codebook.sizes());
 }
 
+// vq's codebook: (num_codes, features), any number of codes.
+inline void check_vq_codebook(const at::Tensor& codebook, const char* op) {
+  TORCH_CHECK_TYPE(at::isFloatingType(codebook.scalar_type()), op,
+                   ": codebook must be a floating-point tensor, got ", codebook.scalar_type());
+  TORCH_CHECK_VALUE(codebook.dim() == 2 && codebook.size(0) >= 1 && codebook.size(1) >= 1, op,
+                    ": codebook must have shape (num_codes, features) with num_codes >= 1 and features >= 1, got ",
+                    codebook.sizes());
+}
+
 inline void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& codebook,
                               const char* op) {
   TORCH_CHECK_VALUE(t.device() == codebook.device(), op, ": ", name,

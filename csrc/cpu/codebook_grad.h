@@ -1,8 +1,9 @@
-// The codebook gradient, summed per chunk of tokens without atomics and finished here:
-//   S = bits^T g + r^T x,   dc[2i+1] = S_i - rsum_i c[2i+1],   dc[2i] = sum_t g - S_i + rsum_i c[2i]
-// (rsum terms only for the euclidean metric; in eval and in decode, r = 0).
+// The codebook gradient's token sums (S = bits^T g + r^T x, sum_t g, rsum), summed per chunk
+// of tokens without atomics; ../codebook_terms.h assembles the gradient from them.
+// In eval and in decode, r = 0.
 #pragma once
 
+#include "../codebook_terms.h"
 #include "prepared_codebook.h"
 #include "tiles.h"
 
@@ -64,16 +65,8 @@ inline at::Tensor finish_codebook_grad(const at::Tensor& partials, const Prepare
   const int64_t B = cb.num_bits, D = cb.features;
   const auto S = total.narrow(0, 0, cb.padded * D).view({cb.padded, D}).narrow(0, 0, B);
   const auto grad_sum = total.narrow(0, cb.padded * D, D);
-  auto grad = at::empty({2 * B, D}, partials.options());
-  auto grad_even = grad.slice(0, 0, c10::nullopt, 2), grad_odd = grad.slice(0, 1, c10::nullopt, 2);
-  grad_odd.copy_(S);
-  grad_even.copy_(grad_sum.unsqueeze(0) - S);
-  if (euclidean) {
-    const auto r_sum = total.narrow(0, cb.padded * D + D, B).unsqueeze(1);
-    grad_odd.sub_(r_sum * cb.codebook.slice(0, 1, c10::nullopt, 2));
-    grad_even.add_(r_sum * cb.codebook.slice(0, 0, c10::nullopt, 2));
-  }
-  return grad.to(out_dtype);
+  const auto r_sum = total.narrow(0, cb.padded * D + D, B);
+  return assemble_codebook_grad(S, grad_sum, r_sum, cb.codebook, euclidean, out_dtype);
 }
 
 }  // namespace bitcodes_ext::cpu

@@ -2,6 +2,8 @@
 // the pair differences W, the euclidean bias, and the look-up tables of the overlapped sum.
 #pragma once
 
+#include "../codebook_terms.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
@@ -33,13 +35,11 @@ inline PreparedCodebook prepare_codebook(const at::Tensor& codebook, at::ScalarT
   p.padded = padded_bits(p.num_bits);
   p.features = codebook.size(1);
   if (!need_w) return p;
-  const auto even = p.codebook.slice(0, 0, c10::nullopt, 2);
-  const auto odd = p.codebook.slice(0, 1, c10::nullopt, 2);
   p.w = at::zeros({p.padded, p.features}, p.codebook.options());
-  p.w.narrow(0, 0, p.num_bits).copy_(odd - even);
+  p.w.narrow(0, 0, p.num_bits).copy_(pair_differences(p.codebook));
   p.wt = p.w.t().contiguous();
   p.bias = at::zeros({p.padded}, p.codebook.options());
-  if (euclidean) p.bias.narrow(0, 0, p.num_bits).copy_((even.square() - odd.square()).sum(1) * 0.5);
+  if (euclidean) p.bias.narrow(0, 0, p.num_bits).copy_(euclidean_bias(p.codebook));
   return p;
 }
 

@@ -86,11 +86,7 @@ void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* codes_t /* 
 
 std::tuple<at::Tensor, at::Tensor> vq_cpu(const at::Tensor& observations_in, const at::Tensor& codebook_in) {
   constexpr const char* op = "bitcodes_ext::vq";
-  TORCH_CHECK_TYPE(at::isFloatingType(codebook_in.scalar_type()), op,
-                   ": codebook must be a floating-point tensor, got ", codebook_in.scalar_type());
-  TORCH_CHECK_VALUE(codebook_in.dim() == 2 && codebook_in.size(0) >= 1 && codebook_in.size(1) >= 1, op,
-                    ": codebook must have shape (num_codes, features) with num_codes >= 1 and features >= 1, got ",
-                    codebook_in.sizes());
+  check_vq_codebook(codebook_in, op);
   check_x(observations_in, codebook_in, "observations", op);
   // The kernel carries code indices in float lanes, exact up to 2^24.
   TORCH_CHECK_VALUE(codebook_in.size(0) <= (int64_t(1) << 24), op,
