@@ -2,7 +2,8 @@
 
 Environment:
   FORCE_CUDA=1                  build the CUDA kernels even where no GPU is visible (CI)
-  TORCH_CUDA_ARCH_LIST="8.0;9.0"  which GPUs to build for (also forces the CUDA build)
+  TORCH_CUDA_ARCH_LIST="8.0;9.0"  which GPUs to build for (also forces the CUDA build); without it,
+                                the visible GPU's, or 8.0 and 9.0 (+PTX) where none is visible
   BITCODES_CPU_CAPABILITY       DEFAULT, AVX2 or AVX512 (default: what this CPU supports)
 """
 
@@ -40,6 +41,8 @@ if CUDA_HOME:
 
 import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 
 CPU_FLAGS = {
     "DEFAULT": [],
@@ -92,6 +95,9 @@ def extensions():
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
     kwargs = dict(extra_link_args=["-fopenmp"])
     if _want_cuda(cuda_sources):
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+            # No GPU to build for: Ampere and Hopper, plus PTX that newer GPUs can JIT.
+            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
         return [
             CUDAExtension(
                 "bitcodes_ext._C",

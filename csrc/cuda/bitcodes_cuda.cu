@@ -1,0 +1,135 @@
+// CUDA forward and training backward of bitcodes_ext::forward (kernels in bitcodes_kernels.cuh).
+#include "../checks.h"
+#include "../codebook_terms.h"
+#include "bitcodes_kernels.cuh"
+#include "codebook_sums.cuh"
+#include "launch.cuh"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+namespace bitcodes_ext::cuda {
+namespace {
+
+std::vector<int64_t> per_bit_shape(const at::Tensor& like, int64_t num_bits) {
+  auto shape = like.sizes().vec();
+  shape.back() = num_bits;
+  return shape;
+}
+
+template <typename scalar_t, typename acc_t, bool kTraining, bool kDrawNoise>
+void launch_forward(const ForwardArgs<scalar_t, acc_t>& args) {
+  const dim3 grid = token_tiles(args.N);
+  if (args.B <= kFusedMaxBits) {
+    const size_t mask_bytes = size_t(kTile) * mask_words(args.B) * sizeof(uint32_t);
+    forward_kernel<scalar_t, acc_t, kTraining, kDrawNoise, true><<<grid, kThreads, mask_bytes, current_stream()>>>(args);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
+  forward_kernel<scalar_t, acc_t, kTraining, kDrawNoise, false><<<grid, kThreads, 0, current_stream()>>>(args);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  decode_kernel<scalar_t, acc_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(args.bits, args.N, args.B, args.D,
+                                                                                    args.codebook, args.y);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_in, const at::Tensor& codebook,
+                                                            const std::optional<at::Tensor>& noise_in,
+                                                            double temperature, bool training, bool euclidean) {
+  constexpr const char* op = "bitcodes_ext::forward";
+  check_codebook(codebook, op);
+  check_x(x_in, codebook, "x", op);
+  check_temperature(temperature, op);
+  const c10::cuda::CUDAGuard device_guard(x_in.device());
+  const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
+  const auto acc_type = at::toOpMathType(x_in.scalar_type());
+  at::Tensor noise;
+  if (noise_in.has_value()) {
+    TORCH_CHECK_VALUE(training, op, ": noise is only used in training; pass None in eval");
+    TORCH_CHECK_TYPE(at::isFloatingType(noise_in->scalar_type()), op,
+                     ": noise must be a floating-point tensor, got ", noise_in->scalar_type());
+    check_per_bit(*noise_in, x_in, B, "noise", op);
+    check_same_device(*noise_in, "noise", codebook, op);
+    noise = noise_in->to(acc_type).contiguous();
+  }
+  const auto x = x_in.contiguous();
+  const int64_t N = x.numel() / D;
+  auto y = at::empty(x.sizes(), x.options());
+  auto bits = at::empty(per_bit_shape(x, B), x.options().dtype(at::kLong));
+  auto z = at::empty(training ? per_bit_shape(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
+  if (N == 0) return {y, bits, z};
+
+  const auto cb = codebook.to(acc_type).contiguous();
+  const auto w = pair_differences(cb).contiguous();
+  const auto bias = euclidean ? euclidean_bias(cb).contiguous() : at::zeros({B}, cb.options());
+  const bool draw_noise = training && !noise.defined();
+  const auto philox = draw_noise ? reserve_philox(B) : at::PhiloxCudaState();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_forward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const ForwardArgs<scalar_t, acc_t> args{
+        x.const_data_ptr<scalar_t>(), w.const_data_ptr<acc_t>(), bias.const_data_ptr<acc_t>(),
+        cb.const_data_ptr<acc_t>(), noise.defined() ? noise.const_data_ptr<acc_t>() : nullptr,
+        N, B, D, philox, y.mutable_data_ptr<scalar_t>(), bits.mutable_data_ptr<int64_t>(),
+        training ? z.mutable_data_ptr<acc_t>() : nullptr};
+    if (!training) {
+      launch_forward<scalar_t, acc_t, false, false>(args);
+    } else if (draw_noise) {
+      launch_forward<scalar_t, acc_t, true, true>(args);
+    } else {
+      launch_forward<scalar_t, acc_t, true, false>(args);
+    }
+  });
+  return {y, bits, z};
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& x_in,
+                                                 const at::Tensor& codebook, const at::Tensor& z_in,
+                                                 double temperature, bool euclidean) {
+  constexpr const char* op = "bitcodes_ext::backward";
+  check_codebook(codebook, op);
+  check_x(x_in, codebook, "x", op);
+  check_x(grad_y_in, codebook, "grad_y", op);
+  TORCH_CHECK_VALUE(grad_y_in.sizes() == x_in.sizes(), op, ": grad_y must have the shape of x ", x_in.sizes(),
+                    ", got ", grad_y_in.sizes());
+  check_temperature(temperature, op);
+  const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
+  const auto acc_type = at::toOpMathType(x_in.scalar_type());
+  check_per_bit(z_in, x_in, B, "z", op);
+  TORCH_CHECK_TYPE(z_in.scalar_type() == acc_type, op, ": z must have dtype ", acc_type, ", got ", z_in.scalar_type());
+  check_same_device(z_in, "z", codebook, op);
+  const c10::cuda::CUDAGuard device_guard(x_in.device());
+
+  const auto x = x_in.contiguous(), grad_y = grad_y_in.contiguous(), z = z_in.contiguous();
+  const int64_t N = x.numel() / D;
+  const auto acc_options = x.options().dtype(acc_type);
+  const auto cb = codebook.to(acc_type).contiguous();
+  auto dx = at::empty(x.sizes(), x.options());
+  if (N == 0) return {dx, at::zeros_like(codebook)};
+  const auto w = pair_differences(cb).contiguous();
+  auto r = at::empty({N, B}, acc_options);
+  at::Tensor S;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    straight_through_kernel<scalar_t, acc_t><<<token_tiles(N, ceil_div(B, kTile)), kThreads, 0, current_stream()>>>(
+        grad_y.const_data_ptr<scalar_t>(), w.const_data_ptr<acc_t>(), z.const_data_ptr<acc_t>(), N, B, D,
+        acc_t(temperature), r.mutable_data_ptr<acc_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    input_grad_kernel<scalar_t, acc_t><<<token_tiles(N, ceil_div(D, kTile)), kThreads, 0, current_stream()>>>(
+        r.const_data_ptr<acc_t>(), w.const_data_ptr<acc_t>(), N, B, D, dx.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    S = codebook_sums<scalar_t, acc_t>(PositiveZ<acc_t>{z.const_data_ptr<acc_t>(), N, B, 0}, grad_y, x, r, N, B, D,
+                                       acc_options);
+  });
+  const auto grad_sum = grad_y.view({N, D}).sum({0}, /*keepdim=*/false, acc_type);
+  return {dx, assemble_codebook_grad(S, grad_sum, r.sum(0), cb, euclidean, codebook.scalar_type())};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bitcodes_ext, CUDA, m) {
+  m.impl("forward", &forward_cuda);
+  m.impl("backward", &backward_cuda);
+}
+
+}  // namespace bitcodes_ext::cuda

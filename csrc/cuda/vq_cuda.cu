@@ -1,0 +1,107 @@
+// CUDA nearest-code vector quantization: one block per 64 tokens walks the codebook in tiles
+// of 64 codes, scoring |c|^2 - 2 x.c and keeping each thread's best; the 16 threads of a
+// token's row then agree on the winner (lowest score, then lowest code), and recompute its
+// distance directly in double. No N x K matrix exists; extra memory is O(K) for the norms.
+#include "../checks.h"
+#include "launch.cuh"
+#include "tile_gemm.cuh"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <limits>
+
+namespace bitcodes_ext::cuda {
+namespace {
+
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    vq_kernel(const scalar_t* x, const acc_t* codebook_acc, const acc_t* norms, const scalar_t* codebook, int64_t N,
+              int64_t K, int64_t D, int64_t* codes, scalar_t* dist) {
+  __shared__ TileStage<acc_t> stage;
+  const int64_t row0 = int64_t(blockIdx.x) * kTile;
+  const int cl = col_lane();
+  // Each thread sees its columns in increasing code order, so a strict < keeps the lowest
+  // code of a tie; a NaN score never wins, and a row with no finite score keeps code 0.
+  acc_t best[kMicro];
+  long long code[kMicro];
+#pragma unroll
+  for (int a = 0; a < kMicro; ++a) {
+    best[a] = std::numeric_limits<acc_t>::infinity();
+    code[a] = 0;
+  }
+  for (int64_t c0 = 0; c0 < K; c0 += kTile) {
+    Micro<acc_t> acc;
+    zero(acc);
+    tile_gemm<true, true>(RowsAlongK<acc_t, scalar_t>{x, N, D, row0},
+                          RowsAlongK<acc_t, acc_t>{codebook_acc, K, D, c0}, 0, D, stage, acc);
+#pragma unroll
+    for (int a = 0; a < kMicro; ++a)
+#pragma unroll
+      for (int b = 0; b < kMicro; ++b) {
+        const int64_t c = c0 + cl + kLanes * b;
+        if (c >= K) continue;
+        const acc_t score = norms[c] - acc_t(2) * acc[a][b];
+        if (score < best[a]) {
+          best[a] = score;
+          code[a] = c;
+        }
+      }
+  }
+  // A row's 16 column lanes are 16 consecutive lanes of one warp.
+#pragma unroll
+  for (int a = 0; a < kMicro; ++a) {
+    for (int m = kLanes / 2; m >= 1; m /= 2) {
+      const acc_t other = __shfl_xor_sync(0xffffffffu, best[a], m);
+      const long long other_code = __shfl_xor_sync(0xffffffffu, code[a], m);
+      if (other < best[a] || (other == best[a] && other_code < code[a])) {
+        best[a] = other;
+        code[a] = other_code;
+      }
+    }
+    const int64_t t = row0 + row_lane() + kLanes * a;
+    double sum = 0;
+    if (t < N) {
+      for (int64_t d = cl; d < D; d += kLanes) {
+        const double diff = static_cast<double>(x[t * D + d]) - static_cast<double>(codebook[code[a] * D + d]);
+        sum += diff * diff;
+      }
+    }
+    for (int m = kLanes / 2; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+    if (t < N && cl == 0) {
+      codes[t] = code[a];
+      dist[t] = static_cast<scalar_t>(sqrt(sum));
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> vq_cuda(const at::Tensor& observations_in, const at::Tensor& codebook_in) {
+  constexpr const char* op = "bitcodes_ext::vq";
+  check_vq_codebook(codebook_in, op);
+  check_x(observations_in, codebook_in, "observations", op);
+  const c10::cuda::CUDAGuard device_guard(codebook_in.device());
+  const auto x = observations_in.contiguous(), codebook = codebook_in.contiguous();
+  const int64_t D = codebook.size(1), K = codebook.size(0), N = x.numel() / D;
+  const auto lead = x.sizes().slice(0, x.dim() - 1);
+  auto codes = at::empty(lead, x.options().dtype(at::kLong));
+  auto dist = at::empty(lead, x.options());
+  if (N == 0) return {codes, dist};
+  const auto cb = codebook.to(at::toOpMathType(x.scalar_type()));
+  const auto norms = cb.square().sum(1);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_vq_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    vq_kernel<scalar_t, acc_t><<<token_tiles(N), kThreads, 0, current_stream()>>>(
+        x.const_data_ptr<scalar_t>(), cb.const_data_ptr<acc_t>(), norms.const_data_ptr<acc_t>(),
+        codebook.const_data_ptr<scalar_t>(), N, K, D, codes.mutable_data_ptr<int64_t>(),
+        dist.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {codes, dist};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bitcodes_ext, CUDA, m) { m.impl("vq", &vq_cuda); }
+
+}  // namespace bitcodes_ext::cuda
