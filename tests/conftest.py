@@ -8,7 +8,7 @@ import bitcodes_ext
 # In CI a missing or broken build must fail the run, never skip it.
 IN_CI = bool(os.environ.get("CI"))
 CPU_KERNELS = bitcodes_ext.backend_info()["cpu_kernels"]
-CUDA_KERNELS = bitcodes_ext.backend_info()["cuda_kernels"] and torch.cuda.is_available()
+CUDA_KERNELS = bitcodes_ext.backend_info()["cuda_kernels"]
 
 
 @pytest.fixture
@@ -20,6 +20,16 @@ def native():
             pytest.fail(reason)
         pytest.skip(reason)
     return "native"
+
+
+@pytest.fixture
+def cuda():
+    """Tests of the CUDA kernels: skipped without a GPU; with one, a build without them fails."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible")
+    if not CUDA_KERNELS:
+        pytest.fail(f"a GPU is visible but the CUDA kernels are missing: {bitcodes_ext.backend_info()['load_error']}")
+    return torch.device("cuda")
 
 
 @pytest.fixture(params=["native", "torch"])

@@ -1,0 +1,251 @@
+"""The CUDA kernels of the Bitcodes ops against the float64 oracle and the CPU kernels.
+
+Skipped without a GPU (the `cuda` fixture); CI, which has no GPU, checks instead that the CUDA
+kernels were built (test_build.py).
+"""
+
+import pytest
+import torch
+
+from bitcodes_ext import Bitcodes, functional
+from oracle import certify_bits, close_tol, decode_oracle, tie_free_noise, train_oracle
+
+ops = torch.ops.bitcodes_ext
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+# (tokens, features, num_bits): partial tiles of 64 in every dimension, several bit tiles,
+# and num_bits > 4096, where the forward writes the bits and sums them in a second kernel.
+SHAPES = [(3, 5, 1), (130, 33, 13), (200, 64, 64), (97, 100, 65), (300, 256, 129), (64, 1024, 1024), (70, 8, 4100)]
+
+
+def acc_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def make(tokens, features, num_bits, dtype):
+    x = torch.randn(tokens, features, dtype=torch.float64).to(dtype)
+    codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype)
+    return x, codebook
+
+
+def grad_tol(dtype, expected):
+    tol = close_tol(dtype)
+    return dict(rtol=tol["rtol"], atol=tol["atol"] * max(expected.abs().max().item(), 1.0))
+
+
+@pytest.mark.parametrize("metric", ["dot", "euclidean"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens,features,num_bits", SHAPES)
+def test_eval_matches_oracle(cuda, tokens, features, num_bits, dtype, metric):
+    x, codebook = make(tokens, features, num_bits, dtype)
+    y, bits = functional.bitcodes(x.to(cuda), codebook.to(cuda), training=False, metric=metric, backend="native")
+    assert y.device.type == "cuda" and y.dtype == dtype and bits.dtype == torch.int64
+    certify_bits(bits.cpu(), x, codebook, accumulated_in=acc_dtype(dtype), metric=metric)
+    torch.testing.assert_close(y.cpu(), decode_oracle(bits.cpu(), codebook).to(dtype), **close_tol(dtype))
+
+
+@pytest.mark.parametrize("metric", ["dot", "euclidean"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens,features,num_bits", SHAPES[:-1])
+def test_train_matches_oracle(cuda, tokens, features, num_bits, dtype, metric):
+    x, codebook = make(tokens, features, num_bits, dtype)
+    noise = tie_free_noise(x, codebook, metric, dtype=torch.float64)
+    grad_y = torch.randn(x.shape, dtype=torch.float64).to(dtype)
+    xc, cc = x.to(cuda).requires_grad_(), codebook.to(cuda).requires_grad_()
+    y, bits = functional.bitcodes(xc, cc, training=True, temperature=0.7, metric=metric, noise=noise.to(cuda), backend="native")
+    dx, dc = torch.autograd.grad(y, (xc, cc), grad_y.to(cuda))
+    y64, bits64, dx64, dc64 = train_oracle(x, codebook, noise, grad_y, temperature=0.7, metric=metric)
+    assert torch.equal(bits.cpu(), bits64)  # the noise keeps every margin far from a tie
+    torch.testing.assert_close(y.cpu(), y64.to(dtype), **close_tol(dtype))
+    torch.testing.assert_close(dx.cpu().double(), dx64, **grad_tol(dtype, dx64))
+    torch.testing.assert_close(dc.cpu().double(), dc64, **grad_tol(dtype, dc64))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_eval_codebook_gradient_matches_oracle(cuda, dtype):
+    x, codebook = make(5000, 40, 70, dtype)  # several token chunks in the two-stage reduction
+    cc = codebook.to(cuda).requires_grad_()
+    y, bits = functional.bitcodes(x.to(cuda), cc, training=False, backend="native")
+    grad_y = torch.randn(x.shape, dtype=torch.float64).to(dtype)
+    (dc,) = torch.autograd.grad(y, (cc,), grad_y.to(cuda))
+    _, dc64 = decode_oracle(bits.cpu(), codebook, grad_y)
+    torch.testing.assert_close(dc.cpu().double(), dc64, **grad_tol(dtype, dc64))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_cuda_and_cpu_kernels_agree(cuda, training):
+    x, codebook = make(1000, 48, 24, torch.float32)
+    noise = tie_free_noise(x, codebook, dtype=torch.float32) if training else None
+    results = {}
+    for device in ("cpu", cuda):
+        xd, cd = x.to(device).requires_grad_(), codebook.to(device).requires_grad_()
+        y, bits = functional.bitcodes(xd, cd, training=training, noise=None if noise is None else noise.to(device), backend="native")
+        grads = torch.autograd.grad(y, (cd, xd) if training else (cd,), torch.ones_like(y))
+        results[str(device)] = [t.cpu() for t in (y, bits, *grads)]
+    cpu, gpu = results["cpu"], results[str(cuda)]
+    certify_bits(gpu[1], x, codebook, accumulated_in=torch.float32, noise=noise)
+    if torch.equal(cpu[1], gpu[1]):
+        for a, b in zip(cpu, gpu):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("bits_dtype", [torch.int64, torch.uint8, torch.bool])
+def test_from_bits_reproduces_y(cuda, training, bits_dtype):
+    layer = Bitcodes(19, 11, temperature=0.5).to(cuda).train(training)
+    y, bits = layer(torch.randn(300, 19, device=cuda))
+    assert torch.equal(layer.from_bits(bits.to(bits_dtype)), y)
+
+
+def test_from_bits_rejects_values_other_than_0_and_1(cuda):
+    codebook = torch.randn(2 * 3, 4, device=cuda)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        ops.decode(torch.tensor([[0, 2, 1]], device=cuda), codebook)
+
+
+def test_seed_reproduces_a_training_step(cuda):
+    layer = Bitcodes(32, 16).to(cuda).train()
+    x = torch.randn(4096, 32, device=cuda)
+    torch.manual_seed(7)
+    y1, bits1 = layer(x)
+    torch.manual_seed(7)
+    y2, bits2 = layer(x)
+    _, bits3 = layer(x)
+    assert torch.equal(bits1, bits2) and torch.equal(y1, y2)
+    assert not torch.equal(bits1, bits3)  # the generator advanced
+
+
+def test_drawn_noise_is_logistic(cuda):
+    # With logit s and logistic noise, P(bit = 1) = sigmoid(s), for every bit position.
+    codebook = torch.zeros(2 * 8, 1, device=cuda)
+    codebook[1::2, 0] = 1.0
+    x = torch.full((50000, 1), 1.3, device=cuda)
+    _, bits = functional.bitcodes(x, codebook, training=True, backend="native")
+    rate = bits.float().mean(0)
+    assert (rate - torch.sigmoid(torch.tensor(1.3))).abs().max().item() < 0.01
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_backward_is_bitwise_reproducible(cuda, training):
+    x, codebook = make(3000, 40, 12, torch.float32)
+    xc, cc = x.to(cuda).requires_grad_(), codebook.to(cuda).requires_grad_()
+    noise = torch.randn(3000, 12, device=cuda) if training else None
+    grad_y = torch.randn(3000, 40, device=cuda)
+    grads = []
+    for _ in range(2):
+        y, _ = functional.bitcodes(xc, cc, training=training, noise=noise, backend="native")
+        grads.append(torch.autograd.grad(y, (cc,), grad_y)[0])
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_nan_rows_give_zero_bits(cuda):
+    codebook = torch.randn(2 * 5, 8, device=cuda)
+    x = torch.randn(4, 8, device=cuda)
+    x[1, 3] = float("nan")
+    for training in (False, True):
+        noise = torch.randn(4, 5, device=cuda) if training else None
+        _, bits = functional.bitcodes(x, codebook, training=training, noise=noise, backend="native")
+        assert bits[1].eq(0).all()
+
+
+def test_cuda_graph_capture_and_replay(cuda):
+    layer = Bitcodes(64, 16).to(cuda)
+    x = torch.randn(512, 64, device=cuda)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up outside the graph, as capture requires
+        for training in (False, True):
+            layer.train(training)(x)
+    torch.cuda.current_stream().wait_stream(side)
+
+    layer.eval()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y, bits = layer(x)
+    graph.replay()
+    y_eager, bits_eager = layer(x)
+    assert torch.equal(bits, bits_eager) and torch.equal(y, y_eager)
+
+    layer.train()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y, bits = layer(x)
+    graph.replay()
+    y1, bits1 = y.clone(), bits.clone()
+    graph.replay()
+    assert not torch.equal(bits1, bits)  # each replay draws fresh noise
+    assert torch.equal(layer.from_bits(bits1), y1) and torch.equal(layer.from_bits(bits), y)
+
+
+@pytest.mark.parametrize("euclidean", [False, True])
+def test_opcheck(cuda, euclidean):
+    x = torch.randn(3, 70, 10, device=cuda, requires_grad=True)
+    codebook = torch.randn(2 * 6, 10, device=cuda, requires_grad=True)
+    noise = torch.randn(3, 70, 6, device=cuda)
+    torch.library.opcheck(ops.forward, (x, codebook, None, 1.0, False, euclidean))
+    torch.library.opcheck(ops.forward, (x, codebook, noise, 0.5, True, euclidean))
+    torch.library.opcheck(ops.forward, (x, codebook, None, 0.5, True, euclidean))
+    _, bits, z = ops.forward(x.detach(), codebook.detach(), noise, 0.5, True, euclidean)
+    grad_y = torch.randn_like(x.detach())
+    torch.library.opcheck(ops.backward, (grad_y, x.detach(), codebook.detach(), z, 0.5, euclidean))
+    torch.library.opcheck(ops.decode, (bits, codebook))
+    torch.library.opcheck(ops.decode_backward, (grad_y, bits, codebook.detach()))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_compile_fullgraph(cuda, training):
+    layer = Bitcodes(10, 6, temperature=0.5).to(cuda).train(training)
+    compiled = torch.compile(layer, fullgraph=True)
+    x = torch.randn(4, 30, 10, device=cuda, requires_grad=True)
+    noise = torch.randn(4, 30, 6, device=cuda) if training else None
+    y, bits = compiled(x, noise)
+    y_eager, bits_eager = layer(x, noise)
+    assert torch.equal(bits, bits_eager)
+    torch.testing.assert_close(y, y_eager)
+    wrt = [layer.codebook] + ([x] if training else [])
+    grad = torch.randn_like(y)
+    for a, b in zip(torch.autograd.grad(y, wrt, grad), torch.autograd.grad(y_eager, wrt, grad)):
+        torch.testing.assert_close(a, b)
+
+
+def test_mixed_devices_are_a_clear_error(cuda):
+    codebook = torch.randn(2 * 3, 4)
+    with pytest.raises(ValueError, match="same device"):
+        functional.bitcodes(torch.randn(2, 4, device=cuda), codebook, training=False)
+    with pytest.raises(ValueError, match="same device"):
+        ops.forward(torch.randn(2, 4, device=cuda), codebook, None, 1.0, False, False)
+
+
+def peak_bytes(fn):
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = torch.cuda.memory_allocated()
+    out = fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - start, out
+
+
+def test_large_batch_memory(cuda):
+    # bf16, 2^20 tokens x 256 features, 64 bits: the eval forward allocates y and bits and
+    # nothing of size tokens x anything else; the reference's one-hot path needs far more.
+    tokens, features, num_bits = 1 << 20, 256, 64
+    layer = Bitcodes(features, num_bits).to(cuda, torch.bfloat16).eval()
+    x = torch.randn(tokens, features, device=cuda, dtype=torch.bfloat16)
+    outputs = tokens * features * 2 + tokens * num_bits * 8
+    with torch.no_grad():
+        ours, _ = peak_bytes(lambda: layer(x))
+        reference, _ = peak_bytes(lambda: functional.bitcodes(x, layer.codebook, training=False, backend="torch"))
+    assert ours <= outputs + (16 << 20), f"eval forward peaked {ours / 2**20:.0f} MiB over its {outputs / 2**20:.0f} MiB of outputs"
+    assert ours < reference
+
+
+def test_more_than_2_to_the_31_elements(cuda):
+    features, num_bits = 256, 16
+    tokens = (1 << 31) // features + 100
+    codebook = torch.randn(2 * num_bits, features, device=cuda, dtype=torch.bfloat16)
+    x = torch.randn(tokens, features, device=cuda, dtype=torch.bfloat16)
+    y, bits = functional.bitcodes(x, codebook, training=False, backend="native")
+    tail = slice(tokens - 100, tokens)
+    y_tail, bits_tail = functional.bitcodes(x[tail].cpu(), codebook.cpu(), training=False, backend="native")
+    certify_bits(bits[tail].cpu(), x[tail].cpu(), codebook.cpu(), accumulated_in=torch.float32)
+    if torch.equal(bits[tail].cpu(), bits_tail):
+        torch.testing.assert_close(y[tail].cpu(), y_tail)
