@@ -32,6 +32,9 @@ from bitcodes_ext import Bitcodes  # noqa: E402
 
 GRID = [(8192, 64, 8), (16384, 512, 32), (16384, 1024, 64)]
 QUICK_GRID = [(4096, 64, 8), (4096, 256, 32)]
+# The GPU targets of issue #3: 2^20 tokens, D in {256, 512, 1024}, B in {16, 64}.
+GPU_GRID = [(1 << 20, features, num_bits) for features in (256, 512, 1024) for num_bits in (16, 64)]
+QUICK_GPU_GRID = [(1 << 18, 256, 16), (1 << 18, 1024, 64)]
 BACKENDS = {"reference": "reference", "compile": "reference+compile", "two-gemm": "two-GEMM torch", "ours": "bitcodes_ext"}
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -94,6 +97,14 @@ def make_step(name, features, num_bits, training, device, dtype, x):
     return step
 
 
+def sizes_for(device, args):
+    if args.sizes:
+        return args.sizes
+    if device.type == "cuda":
+        return QUICK_GPU_GRID if args.quick else GPU_GRID
+    return QUICK_GRID if args.quick else GRID
+
+
 def bench_device(device, args, progress):
     dtype = DTYPES[args.dtype]
     # The CPU kernels compute in float32 (float64 for float64); the GPU's peak is the dtype's own.
@@ -105,7 +116,7 @@ def bench_device(device, args, progress):
     rows, skipped = [], []
     for training in (False, True):
         mode = "train" if training else "eval"
-        for tokens, features, num_bits in args.sizes:
+        for tokens, features, num_bits in sizes_for(device, args):
             x = torch.randn(1, tokens, features, device=device)
             steps = {}
             for name in args.backends:
@@ -123,7 +134,9 @@ def bench_device(device, args, progress):
             roofline = max(floor_flops / (peak * 1e9), floor_bytes / (bandwidth * 1e9)) * 1e3
             out_floor = harness.fresh_output_ms((tokens, features), device, dtype)
             for name, ms in times.items():
-                rows.append(results.row(mode, tokens, features, num_bits, name, ms, times, effective, roofline, out_floor))
+                rows.append(
+                    results.row(mode, tokens, features, num_bits, name, ms, times, effective, roofline, out_floor, floor_bytes, bandwidth)
+                )
     return meta, rows, skipped
 
 
@@ -131,7 +144,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto: the CPU, and CUDA when present")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
-    parser.add_argument("--sizes", type=parse_sizes, default=None, help="TxDxB,... (default: the issue's grid)")
+    parser.add_argument("--sizes", type=parse_sizes, default=None, help="TxDxB,... (default: the issues' CPU and GPU grids)")
     parser.add_argument("--backends", type=parse_backends, default=list(BACKENDS))
     parser.add_argument("--quick", action="store_true", help="a small grid and short timings: under a minute")
     parser.add_argument("--threads", type=int, default=2)
@@ -140,7 +153,6 @@ def main():
     parser.add_argument("--min-run-time", type=float, default=None)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args()
-    args.sizes = args.sizes or (QUICK_GRID if args.quick else GRID)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.min_run_time = args.min_run_time or (0.1 if args.quick else 0.5)
 
@@ -154,7 +166,7 @@ def main():
 
     for name in devices:
         device = torch.device(name)
-        total = 2 * len(args.sizes) * len(args.backends) * args.rounds
+        total = 2 * len(sizes_for(device, args)) * len(args.backends) * args.rounds
         with tqdm(total=total, desc=f"{name} {args.dtype}", unit="timing", leave=False) as progress:
             meta, rows, skipped = bench_device(device, args, progress)
         print(results.text_table(meta, rows))

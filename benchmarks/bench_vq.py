@@ -1,8 +1,9 @@
 """Nearest-code search: bitcodes_ext.vq against torch.cdist + argmin, scipy.cluster.vq.vq and
 faiss-cpu (IndexFlatL2, k=1): median time and peak memory, each implementation in its own
-process so that peak RSS belongs to it alone.
+process so that peak memory (RSS, or CUDA allocations on the GPU) belongs to it alone.
+On CUDA only bitcodes_ext and cdist + argmin run, plus a size where N x K cannot fit.
 
-    python benchmarks/bench_vq.py [--quick] [--threads 2] [--out benchmarks/results]
+    python benchmarks/bench_vq.py [--quick] [--device auto|cpu|cuda] [--threads 2] [--out benchmarks/results]
 """
 
 import argparse
@@ -12,18 +13,23 @@ import subprocess
 import sys
 import time
 
+import torch
+
 SIZES = [(65536, 1024, 64), (65536, 8192, 256), (262144, 8192, 16)]
 QUICK_SIZES = [(16384, 1024, 32)]
-IMPLEMENTATIONS = ("bitcodes_ext", "cdist+argmin", "scipy", "faiss")
+# The last one needs 512 GiB for cdist's N x K matrix.
+GPU_SIZES = SIZES + [(1 << 20, 1 << 17, 64)]
+IMPLEMENTATIONS = {"cpu": ("bitcodes_ext", "cdist+argmin", "scipy", "faiss"), "cuda": ("bitcodes_ext", "cdist+argmin")}
 
 # Runs in a child: builds the data, warms up, times `repeats` calls, prints JSON.
 CHILD = r"""
 import json, resource, statistics, sys, time
 import torch
-impl, n, k, d, threads, repeats = sys.argv[1], *map(int, sys.argv[2:7])
+impl, device, (n, k, d, threads, repeats) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:8])
 torch.set_num_threads(threads)
 g = torch.Generator().manual_seed(0)
-x, c = torch.randn(n, d, generator=g), torch.randn(k, d, generator=g)
+x, c = torch.randn(n, d, generator=g).to(device), torch.randn(k, d, generator=g).to(device)
+sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 if impl == "bitcodes_ext":
     import bitcodes_ext
     run = lambda: bitcodes_ext.vq(x, c, backend="native")
@@ -41,20 +47,29 @@ else:
     xn = x.numpy()
     run = lambda: index.search(xn, 1)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if device == "cuda":
+    sync()
+    torch.cuda.reset_peak_memory_stats()
+    before_gpu = torch.cuda.memory_allocated()
 run()
+sync()
 times = []
 for _ in range(repeats):
     start = time.perf_counter()
     run()
+    sync()
     times.append(time.perf_counter() - start)
-peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+if device == "cuda":
+    peak = (torch.cuda.max_memory_allocated() - before_gpu) / 2**20
+else:
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 print(json.dumps(dict(ms=1e3 * statistics.median(times), peak_mb=peak)))
 """
 
 
-def measure(impl, n, k, d, threads, repeats):
+def measure(impl, device, n, k, d, threads, repeats):
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, impl, str(n), str(k), str(d), str(threads), str(repeats)],
+        [sys.executable, "-c", CHILD, impl, device, str(n), str(k), str(d), str(threads), str(repeats)],
         capture_output=True, text=True,
     )
     if result.returncode != 0:
@@ -65,29 +80,37 @@ def measure(impl, n, k, d, threads, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: the CPU, and CUDA when present")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args, _ = parser.parse_known_args()  # `make bench` passes the Bitcodes flags too
-    sizes = QUICK_SIZES if args.quick else SIZES
+    devices = [args.device] if args.device != "auto" else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        run_device(device, args)
+
+
+def run_device(device, args):
+    sizes = QUICK_SIZES if args.quick else GPU_SIZES if device == "cuda" else SIZES
     rows = []
-    print(f"{'N':>7} {'K':>5} {'D':>4} | {'implementation':14} {'ms':>10} {'peak MB':>9} {'vs cdist':>8}")
+    print(f"{device}: {'N':>7} {'K':>6} {'D':>4} | {'implementation':14} {'ms':>10} {'peak MB':>9} {'vs cdist':>8}")
     for n, k, d in sizes:
-        results = {impl: measure(impl, n, k, d, args.threads, args.repeats) for impl in IMPLEMENTATIONS}
+        results = {impl: measure(impl, device, n, k, d, args.threads, args.repeats) for impl in IMPLEMENTATIONS[device]}
         for impl, r in results.items():
-            row = dict(tokens=n, codes=k, features=d, implementation=impl, threads=args.threads, **r)
+            row = dict(tokens=n, codes=k, features=d, implementation=impl, device=device, threads=args.threads, **r)
             if "ms" in r and "ms" in results["cdist+argmin"]:
                 row["speedup_vs_cdist"] = results["cdist+argmin"]["ms"] / r["ms"]
             rows.append(row)
             if "error" in r:
-                print(f"{n:7} {k:5} {d:4} | {impl:14} {'failed: ' + r['error']}")
+                print(f"{n:7} {k:6} {d:4} | {impl:14} {'failed: ' + r['error']}")
             else:
-                print(f"{n:7} {k:5} {d:4} | {impl:14} {r['ms']:10.1f} {r['peak_mb']:9.0f} {row.get('speedup_vs_cdist', float('nan')):8.2f}")
+                print(f"{n:7} {k:6} {d:4} | {impl:14} {r['ms']:10.1f} {r['peak_mb']:9.0f} {row.get('speedup_vs_cdist', float('nan')):8.2f}")
         print()
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"vq-cpu-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json")
+    path = os.path.join(args.out, f"vq-{device}-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json")
+    device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     with open(path, "w") as f:
-        json.dump(dict(threads=args.threads, results=rows), f, indent=1)
+        json.dump(dict(device=device_name, torch=torch.__version__, threads=args.threads, results=rows), f, indent=1)
     print(f"wrote {path}")
 
 

@@ -7,7 +7,7 @@ import os
 BASELINES = (("reference", "vs ref"), ("reference+compile", "vs compile"), ("two-GEMM torch", "vs 2-GEMM"))
 
 
-def row(mode, tokens, features, num_bits, name, ms, times, effective_flops, roofline_ms, out_floor_ms):
+def row(mode, tokens, features, num_bits, name, ms, times, effective_flops, roofline_ms, out_floor_ms, floor_bytes, bandwidth_gbs):
     r = dict(mode=mode, tokens=tokens, features=features, num_bits=num_bits, implementation=name, ms=ms)
     for baseline, _ in BASELINES:
         r[f"speedup_vs_{baseline}"] = times[baseline] / ms if baseline in times else None
@@ -16,6 +16,10 @@ def row(mode, tokens, features, num_bits, name, ms, times, effective_flops, roof
         roofline_ms=roofline_ms,
         fraction_of_roofline=roofline_ms / ms,
         output_alloc_floor_ms=out_floor_ms,
+        # Bytes every implementation must move (x, y, bits; + z, g, x, dx in training) per second,
+        # and the share of the copy bandwidth measured in the same run that this reaches.
+        achieved_gbs=floor_bytes / (ms * 1e-3) / 1e9,
+        fraction_of_bandwidth_floor=floor_bytes / (bandwidth_gbs * 1e9) / (ms * 1e-3),
     )
     return r
 
@@ -33,7 +37,7 @@ def text_table(meta, rows):
     ]
     header = f"{'mode':5} {'T':>6} {'D':>5} {'B':>4} | {'implementation':18} {'ms':>9}"
     header += "".join(f" {label:>10}" for _, label in BASELINES)
-    header += f" {'GFLOP/s':>8} {'roofline':>9} {'% roof':>7} {'out floor':>9}"
+    header += f" {'GFLOP/s':>8} {'GB/s':>7} {'% bw':>6} {'roofline':>9} {'% roof':>7} {'out floor':>9}"
     lines += [header, "-" * len(header)]
     previous = None
     for r in rows:
@@ -43,7 +47,8 @@ def text_table(meta, rows):
         previous = config
         line = f"{r['mode']:5} {r['tokens']:6} {r['features']:5} {r['num_bits']:4} | {r['implementation']:18} {r['ms']:9.3f}"
         line += "".join(f" {_ratio(r[f'speedup_vs_{b}'], 10)}" for b, _ in BASELINES)
-        line += f" {r['effective_gflops']:8.1f} {r['roofline_ms']:9.3f} {100 * r['fraction_of_roofline']:7.1f} {r['output_alloc_floor_ms']:9.3f}"
+        line += f" {r['effective_gflops']:8.1f} {r['achieved_gbs']:7.1f} {100 * r['fraction_of_bandwidth_floor']:6.1f}"
+        line += f" {r['roofline_ms']:9.3f} {100 * r['fraction_of_roofline']:7.1f} {r['output_alloc_floor_ms']:9.3f}"
         lines.append(line)
     return "\n".join(lines)
 
