@@ -1,5 +1,6 @@
-"""DistributedDataParallel with gloo, 2 CPU processes: the gradients equal single-process
-full-batch gradients, in eval and in training with injected noise."""
+"""DistributedDataParallel with gloo, 2 CPU processes: Bitcodes gradients equal single-process
+full-batch gradients (eval, and training with injected noise), and VectorQuantizer keeps every
+rank's EMA codebook identical and equal to the full-batch one."""
 
 import os
 
@@ -8,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bitcodes_ext import Bitcodes
+from bitcodes_ext import Bitcodes, VectorQuantizer
 
 WORLD = 2
 TOKENS, FEATURES, BITS = 64, 12, 6
@@ -60,3 +61,60 @@ def test_ddp_gradients_equal_full_batch(native, tmp_path, training):
         torch.testing.assert_close(torch.cat([g for _, g in ranks]) / WORLD, x_grad, rtol=1e-5, atol=1e-7)
     else:
         assert all(g is None for _, g in ranks) and x_grad is None
+
+
+# VectorQuantizer under DDP: the EMA statistics are all-reduced, so every rank's codebook equals
+# the one a single process gets from the full batch; restarted dead codes agree across ranks.
+CODES = 16
+
+
+class EncoderQuantizer(torch.nn.Module):
+    """What users wrap in DDP: a trainable encoder, then the EMA quantizer (which has no
+    trainable parameter of its own)."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        torch.manual_seed(3)
+        self.encoder = torch.nn.Linear(FEATURES, FEATURES)
+        self.quantizer = VectorQuantizer(CODES, FEATURES, ema=True, decay=0.9, **kwargs)
+
+    def forward(self, x):
+        return self.quantizer(self.encoder(x))
+
+    def state(self):
+        q = self.quantizer
+        return q.codebook.detach(), q.cluster_size, q.embed_sum
+
+
+def quantizer_worker(rank, store, out, dead_code_threshold):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(100 + rank)  # ranks draw different restart candidates; rank 0's win
+        x, _ = data()
+        shard = slice(rank * TOKENS // WORLD, (rank + 1) * TOKENS // WORLD)
+        model = torch.nn.parallel.DistributedDataParallel(EncoderQuantizer(dead_code_threshold=dead_code_threshold))
+        for _ in range(3):
+            quantized, _, loss = model(x[shard])
+            (quantized.square().mean() + loss).backward()
+        torch.save(model.module.state(), os.path.join(out, f"vq{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("dead_code_threshold", [0.0, 0.95])
+def test_ddp_quantizer_keeps_ranks_identical(native, tmp_path, dead_code_threshold):
+    args = (str(tmp_path / "store"), str(tmp_path), dead_code_threshold)
+    mp.spawn(quantizer_worker, args=args, nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"vq{r}.pt") for r in range(WORLD)]
+    for a, b in zip(*ranks):
+        assert torch.equal(a, b)
+    model, (x, _) = EncoderQuantizer(), data()  # one process, the full batch, no restarts
+    for _ in range(3):
+        model(x)
+    if dead_code_threshold == 0.0:
+        for ours, full in zip(ranks[0], model.state()):
+            torch.testing.assert_close(ours, full, rtol=1e-5, atol=1e-6)
+    else:
+        # An unused code's usage decays to 0.9 < 0.95 after one step: some codes restarted.
+        assert not torch.allclose(ranks[0][0], model.state()[0])
