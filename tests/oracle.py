@@ -79,3 +79,37 @@ def close_tol(dtype):
         torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2),
         torch.float16: dict(rtol=2e-3, atol=2e-3),
     }[dtype]
+
+
+def assert_within(actual, expected, bound, dtype):
+    """|actual - expected| <= bound + the dtype's tolerance: for results whose rounding error
+    is relative to a known magnitude (`bound` holds that part) rather than to the result."""
+    tol = close_tol(dtype)
+    excess = (actual.double() - expected).abs() - (bound + tol["atol"] + tol["rtol"] * expected.abs())
+    assert (excess <= 0).all(), f"{int((excess > 0).sum())} elements outside the bound; worst excess {excess.max().item():.3g}"
+
+
+def sum_bound(bits, codebook, dtype):
+    """Rounding bound of y = sum_i c[2i + bit_i] summed in float32/float64: the dtype's relative
+    tolerance times sum_i |c[2i + bit_i]| (a float sum errs relative to its terms, not to y)."""
+    return close_tol(dtype)["rtol"] * reference.decode(bits, codebook.detach().double().abs())
+
+
+def straight_through_bounds(x, codebook, noise, grad_y, *, temperature, metric, accumulated_in):
+    """How far dx and dcodebook may move because z = margin + noise carries the rounding of
+    `accumulated_in`: |d/dz p(1-p)| <= 0.1 / tau, so |delta r| <= 0.1 |u| |delta z| / tau^2,
+    and the gradients move by |delta r| . |W| and |delta r|^T |x| (+ the euclidean rsum term)."""
+    z, scale = margins(x, codebook, metric, noise)
+    c = codebook.detach().double()
+    w = c[1::2] - c[0::2]
+    features = c.shape[1]
+    u = grad_y.double().reshape(-1, features) @ w.T
+    dr = 0.1 * u.abs() * (MARGIN_RTOL[accumulated_in] * scale).reshape(u.shape) / temperature**2
+    dx = (dr @ w.abs()).reshape(x.shape)
+    drx = dr.T @ x.detach().double().reshape(-1, features).abs()
+    dc = torch.empty_like(c)
+    dc[1::2], dc[0::2] = drx, drx
+    if metric == "euclidean":
+        dc[1::2] += dr.sum(0, keepdim=True).T * c[1::2].abs()
+        dc[0::2] += dr.sum(0, keepdim=True).T * c[0::2].abs()
+    return dx, dc

@@ -21,9 +21,8 @@ std::vector<int64_t> per_bit_shape(const at::Tensor& like, int64_t num_bits) {
 template <typename scalar_t, typename acc_t, bool kTraining, bool kDrawNoise>
 void launch_forward(const ForwardArgs<scalar_t, acc_t>& args) {
   const dim3 grid = token_tiles(args.N);
-  if (args.B <= kFusedMaxBits) {
-    const size_t mask_bytes = size_t(kTile) * mask_words(args.B) * sizeof(uint32_t);
-    forward_kernel<scalar_t, acc_t, kTraining, kDrawNoise, true><<<grid, kThreads, mask_bytes, current_stream()>>>(args);
+  if (fits_fused<acc_t>(args.B)) {
+    forward_kernel<scalar_t, acc_t, kTraining, kDrawNoise, true><<<grid, kThreads, mask_bytes(args.B), current_stream()>>>(args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }

@@ -28,11 +28,17 @@ struct ForwardArgs {
   acc_t* z;                // (N, B) in training, else null
 };
 
-// The bits of a block's tokens fit in shared memory up to this many bits (32 KiB of mask);
-// past it the forward writes the bits and decode_kernel sums them in a second pass.
-constexpr int64_t kFusedMaxBits = 4096;
-
 __host__ __device__ inline int64_t mask_words(int64_t num_bits) { return (num_bits + 31) / 32; }
+
+inline size_t mask_bytes(int64_t num_bits) { return size_t(kTile) * mask_words(num_bits) * sizeof(uint32_t); }
+
+// The fused forward keeps the bits of its tokens in shared memory, next to the tile stage,
+// within the 48 KiB a kernel may use without opting in (up to ~4000 bits in float64, ~5100
+// in float32); past it the forward writes the bits and decode_kernel sums them in a second pass.
+template <typename acc_t>
+bool fits_fused(int64_t num_bits) {
+  return sizeof(TileStage<acc_t>) + mask_bytes(num_bits) <= 48 * 1024;
+}
 
 template <typename scalar_t, typename acc_t, bool kTraining, bool kDrawNoise, bool kFused>
 __global__ void __launch_bounds__(kThreads) forward_kernel(ForwardArgs<scalar_t, acc_t> p) {

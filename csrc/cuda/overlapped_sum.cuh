@@ -27,6 +27,10 @@ struct GlobalBit {
   }
 };
 
+// Codebook rows summed into a partial sum before it joins the total: the float32 rounding
+// error then grows with 64 + B / 64 terms rather than with B (a whole number of slices).
+constexpr int64_t kPartialRows = 128;
+
 // y[row0 .. row0 + 64, :] for the (2B, D) codebook in the accumulation type.
 template <typename scalar_t, typename acc_t, typename Bit>
 __device__ void overlapped_sum_tile(const Bit& bit, int64_t row0, int64_t N, const acc_t* codebook, int64_t B,
@@ -36,7 +40,16 @@ __device__ void overlapped_sum_tile(const Bit& bit, int64_t row0, int64_t N, con
   for (int64_t d0 = 0; d0 < D; d0 += kTile) {
     Micro<acc_t> acc;
     zero(acc);
-    tile_gemm<true, false>(one_hot, ColumnsAlongI<acc_t, acc_t>{codebook, K, D, d0}, 0, K, stage, acc);
+    for (int64_t k0 = 0; k0 < K; k0 += kPartialRows) {
+      Micro<acc_t> partial;
+      zero(partial);
+      tile_gemm<true, false>(one_hot, ColumnsAlongI<acc_t, acc_t>{codebook, K, D, d0}, k0, min(K, k0 + kPartialRows),
+                             stage, partial);
+#pragma unroll
+      for (int a = 0; a < kMicro; ++a)
+#pragma unroll
+        for (int b = 0; b < kMicro; ++b) acc[a][b] += partial[a][b];
+    }
     for_each_owned(row0, N, d0, D, [&](int a, int b, int64_t t, int64_t d) {
       y[t * D + d] = static_cast<scalar_t>(acc[a][b]);
     });
