@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
-.PHONY: test bench install cmake ctest clean
+.PHONY: test bench install cmake ctest emulate-cuda clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,18 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES)
 
 install: $(VENV)/.built
 
-# The C++ test first, so that pytest's summary closes the run.
+# The C++ test and the CUDA sources on the CUDA emulator first, so that the main pytest
+# summary closes the run.
 test: install cmake
 	cd build/cmake && ctest --output-on-failure
+	$(MAKE) emulate-cuda
 	$(PY) -m pytest
+
+# tests/test_cuda_*.py against csrc/cuda/ compiled for a CPU emulation of CUDA (no GPU needed);
+# the tests that need a real GPU are left out (-m "not real_gpu") and run where there is one.
+emulate-cuda: install
+	BITCODES_CUDA_EMULATOR="$$($(PY) tools/cuda_emulator/build.py | tail -n 1)" \
+		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_bitcodes.py tests/test_cuda_vq.py
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)

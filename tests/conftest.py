@@ -10,6 +10,27 @@ IN_CI = bool(os.environ.get("CI"))
 CPU_KERNELS = bitcodes_ext.backend_info()["cpu_kernels"]
 CUDA_KERNELS = bitcodes_ext.backend_info()["cuda_kernels"]
 
+# The CUDA kernels built for the CPU emulation of CUDA (tools/cuda_emulator/build.py): when set,
+# they replace the CPU kernels and the `cuda` fixture hands out the CPU, so that
+# tests/test_cuda_*.py run the CUDA sources without a GPU. Only those files may run then.
+CUDA_EMULATOR = os.environ.get("BITCODES_CUDA_EMULATOR")
+if CUDA_EMULATOR:
+    torch.ops.load_library(CUDA_EMULATOR)
+    _emulated = torch.library.Library("bitcodes_ext", "IMPL")
+    for _op in ("forward", "backward", "decode", "decode_backward", "vq"):
+        _emulated.impl(_op, getattr(torch.ops.bitcodes_emu, _op), "CPU", allow_override=True)
+    torch.ops.bitcodes_emu.set_order(2)  # threads of a block in random order: races change results
+
+
+def pytest_collection_modifyitems(config, items):
+    if not CUDA_EMULATOR:
+        return
+    outside = sorted({item.path.name for item in items if not item.path.name.startswith("test_cuda_")})
+    if outside:
+        raise pytest.UsageError(f"BITCODES_CUDA_EMULATOR replaces the CPU kernels; run only tests/test_cuda_*.py, not {outside}")
+
+
+
 
 @pytest.fixture
 def native():
@@ -25,6 +46,8 @@ def native():
 @pytest.fixture
 def cuda():
     """Tests of the CUDA kernels: skipped without a GPU; with one, a build without them fails."""
+    if CUDA_EMULATOR:
+        return torch.device("cpu")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible")
     if not CUDA_KERNELS:
