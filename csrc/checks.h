@@ -3,6 +3,10 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+
+#include <optional>
+#include <vector>
 
 namespace bitcodes_ext {
 
@@ -45,11 +49,17 @@ inline void check_x(const at::Tensor& x, const at::Tensor& codebook, const char*
                    codebook.scalar_type());
 }
 
+// The shape (..., last) whose leading dims are those of `like`.
+inline std::vector<int64_t> with_last_dim(const at::Tensor& like, int64_t last) {
+  auto shape = like.sizes().vec();
+  shape.back() = last;
+  return shape;
+}
+
 // A (..., num_bits) tensor whose leading dims are those of `like` (x or grad_y).
 inline void check_per_bit(const at::Tensor& t, const at::Tensor& like, int64_t num_bits,
                           const char* name, const char* op) {
-  auto expected = like.sizes().vec();
-  expected.back() = num_bits;
+  const auto expected = with_last_dim(like, num_bits);
   TORCH_CHECK_VALUE(t.sizes().vec() == expected, op, ": ", name, " must have shape ", c10::IntArrayRef(expected),
                     ", got ", t.sizes());
 }
@@ -67,6 +77,49 @@ inline void check_bits(const at::Tensor& bits, const at::Tensor& codebook, const
 inline void check_temperature(double temperature, const char* op) {
   TORCH_CHECK_VALUE(temperature > 0 && std::isfinite(temperature), op,
                     ": temperature must be a finite number > 0, got ", temperature);
+}
+
+// Every argument of bitcodes_ext::forward; returns the noise (if any) as a contiguous tensor
+// in the accumulation type.
+inline at::Tensor check_forward(const at::Tensor& x, const at::Tensor& codebook,
+                                const std::optional<at::Tensor>& noise, double temperature, bool training,
+                                const char* op) {
+  check_codebook(codebook, op);
+  check_x(x, codebook, "x", op);
+  check_temperature(temperature, op);
+  if (!noise.has_value()) return at::Tensor();
+  TORCH_CHECK_VALUE(training, op, ": noise is only used in training; pass None in eval");
+  TORCH_CHECK_TYPE(at::isFloatingType(noise->scalar_type()), op, ": noise must be a floating-point tensor, got ",
+                   noise->scalar_type());
+  check_per_bit(*noise, x, codebook.size(0) / 2, "noise", op);
+  check_same_device(*noise, "noise", codebook, op);
+  return noise->to(at::toOpMathType(x.scalar_type())).contiguous();
+}
+
+// Every argument of bitcodes_ext::backward.
+inline void check_backward(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& codebook,
+                           const at::Tensor& z, double temperature, const char* op) {
+  check_codebook(codebook, op);
+  check_x(x, codebook, "x", op);
+  check_x(grad_y, codebook, "grad_y", op);
+  TORCH_CHECK_VALUE(grad_y.sizes() == x.sizes(), op, ": grad_y must have the shape of x ", x.sizes(), ", got ",
+                    grad_y.sizes());
+  check_temperature(temperature, op);
+  check_per_bit(z, x, codebook.size(0) / 2, "z", op);
+  const auto acc_type = at::toOpMathType(x.scalar_type());
+  TORCH_CHECK_TYPE(z.scalar_type() == acc_type, op, ": z must have dtype ", acc_type, ", got ", z.scalar_type());
+  check_same_device(z, "z", codebook, op);
+}
+
+// Every argument of bitcodes_ext::decode_backward (the bit values are checked where they are read).
+inline void check_decode_backward(const at::Tensor& grad_y, const at::Tensor& bits, const at::Tensor& codebook,
+                                  const char* op) {
+  check_codebook(codebook, op);
+  check_bits(bits, codebook, op);
+  check_x(grad_y, codebook, "grad_y", op);
+  const auto expected = with_last_dim(bits, codebook.size(1));
+  TORCH_CHECK_VALUE(grad_y.sizes().vec() == expected, op, ": grad_y must have shape ", c10::IntArrayRef(expected),
+                    ", got ", grad_y.sizes());
 }
 
 }  // namespace bitcodes_ext

@@ -12,12 +12,6 @@
 namespace bitcodes_ext::cuda {
 namespace {
 
-std::vector<int64_t> per_bit_shape(const at::Tensor& like, int64_t num_bits) {
-  auto shape = like.sizes().vec();
-  shape.back() = num_bits;
-  return shape;
-}
-
 template <typename scalar_t, typename acc_t, bool kTraining, bool kDrawNoise>
 void launch_forward(const ForwardArgs<scalar_t, acc_t>& args) {
   const dim3 grid = token_tiles(args.N);
@@ -37,26 +31,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_
                                                             const std::optional<at::Tensor>& noise_in,
                                                             double temperature, bool training, bool euclidean) {
   constexpr const char* op = "bitcodes_ext::forward";
-  check_codebook(codebook, op);
-  check_x(x_in, codebook, "x", op);
-  check_temperature(temperature, op);
+  const auto noise = check_forward(x_in, codebook, noise_in, temperature, training, op);
   const c10::cuda::CUDAGuard device_guard(x_in.device());
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
   const auto acc_type = at::toOpMathType(x_in.scalar_type());
-  at::Tensor noise;
-  if (noise_in.has_value()) {
-    TORCH_CHECK_VALUE(training, op, ": noise is only used in training; pass None in eval");
-    TORCH_CHECK_TYPE(at::isFloatingType(noise_in->scalar_type()), op,
-                     ": noise must be a floating-point tensor, got ", noise_in->scalar_type());
-    check_per_bit(*noise_in, x_in, B, "noise", op);
-    check_same_device(*noise_in, "noise", codebook, op);
-    noise = noise_in->to(acc_type).contiguous();
-  }
   const auto x = x_in.contiguous();
   const int64_t N = x.numel() / D;
   auto y = at::empty(x.sizes(), x.options());
-  auto bits = at::empty(per_bit_shape(x, B), x.options().dtype(at::kLong));
-  auto z = at::empty(training ? per_bit_shape(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
+  auto bits = at::empty(with_last_dim(x, B), x.options().dtype(at::kLong));
+  auto z = at::empty(training ? with_last_dim(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
   if (N == 0) return {y, bits, z};
 
   const auto cb = codebook.to(acc_type).contiguous();
@@ -86,17 +69,9 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_y_in, co
                                                  const at::Tensor& codebook, const at::Tensor& z_in,
                                                  double temperature, bool euclidean) {
   constexpr const char* op = "bitcodes_ext::backward";
-  check_codebook(codebook, op);
-  check_x(x_in, codebook, "x", op);
-  check_x(grad_y_in, codebook, "grad_y", op);
-  TORCH_CHECK_VALUE(grad_y_in.sizes() == x_in.sizes(), op, ": grad_y must have the shape of x ", x_in.sizes(),
-                    ", got ", grad_y_in.sizes());
-  check_temperature(temperature, op);
+  check_backward(grad_y_in, x_in, codebook, z_in, temperature, op);
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
   const auto acc_type = at::toOpMathType(x_in.scalar_type());
-  check_per_bit(z_in, x_in, B, "z", op);
-  TORCH_CHECK_TYPE(z_in.scalar_type() == acc_type, op, ": z must have dtype ", acc_type, ", got ", z_in.scalar_type());
-  check_same_device(z_in, "z", codebook, op);
   const c10::cuda::CUDAGuard device_guard(x_in.device());
 
   const auto x = x_in.contiguous(), grad_y = grad_y_in.contiguous(), z = z_in.contiguous();

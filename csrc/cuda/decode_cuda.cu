@@ -28,8 +28,7 @@ at::Tensor decode_cuda(const at::Tensor& bits_in, const at::Tensor& codebook) {
   const c10::cuda::CUDAGuard device_guard(codebook.device());
   const auto bits = checked_bits(bits_in, op);
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1), N = bits.numel() / B;
-  auto shape = bits.sizes().vec();
-  shape.back() = D;
+  const auto shape = with_last_dim(bits, D);
   auto y = at::empty(shape, codebook.options());
   if (N == 0) return y;
   const auto cb = codebook.to(at::toOpMathType(codebook.scalar_type())).contiguous();
@@ -44,14 +43,8 @@ at::Tensor decode_cuda(const at::Tensor& bits_in, const at::Tensor& codebook) {
 
 at::Tensor decode_backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& bits_in, const at::Tensor& codebook) {
   constexpr const char* op = "bitcodes_ext::decode_backward";
-  check_codebook(codebook, op);
-  check_bits(bits_in, codebook, op);
-  check_x(grad_y_in, codebook, "grad_y", op);
+  check_decode_backward(grad_y_in, bits_in, codebook, op);
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
-  auto expected = bits_in.sizes().vec();
-  expected.back() = D;
-  TORCH_CHECK_VALUE(grad_y_in.sizes().vec() == expected, op, ": grad_y must have shape ", c10::IntArrayRef(expected),
-                    ", got ", grad_y_in.sizes());
   const c10::cuda::CUDAGuard device_guard(codebook.device());
   const auto bits = checked_bits(bits_in, op);
   const auto grad_y = grad_y_in.contiguous();
