@@ -1,7 +1,6 @@
-// The overlapped sum y = sum_i c[2i + bit_i] of one tile of tokens, as one-hot(bits) . C: the
-// products are by exact 0s and 1s, so each y is the float32 (or float64) sum of the chosen
-// codebook rows, as in the reference's one-hot matmul. Shared by the fused forward (bits from
-// a shared-memory mask) and by decode (bits from global memory).
+// The overlapped sum y = sum_i c[2i + bit_i] of one tile of tokens: each y is the float32 (or
+// float64) sum of the chosen codebook rows. Shared by the fused forward (bits from a
+// shared-memory mask) and by decode (bits from global memory).
 #pragma once
 
 #include "tile_gemm.cuh"
@@ -27,24 +26,55 @@ struct GlobalBit {
   }
 };
 
-// Codebook rows summed into a partial sum before it joins the total: the float32 rounding
-// error then grows with 64 + B / 64 terms rather than with B (a whole number of slices).
-constexpr int64_t kPartialRows = 128;
+// acc[r][c] += sum over pairs p in [p_begin, p_end) of c[2p + bit(r, p)][d0 + c], eight pairs
+// (16 codebook rows) staged at a time: a select and an add per pair, not two FMAs of a one-hot
+// product. Only the chosen row is read, as in the CPU look-up tables.
+template <typename acc_t, typename Bit>
+__device__ __forceinline__ void select_sum(const Bit& bit, const acc_t* codebook, int64_t B, int64_t D, int64_t d0,
+                                           int64_t p_begin, int64_t p_end, TileStage<acc_t>& s, Micro<acc_t>& acc) {
+  constexpr int kPairs = kStep / 2;
+  const int rl = row_lane(), cl = col_lane();
+  const ColumnsAlongI<acc_t, acc_t> rows{codebook, 2 * B, D, d0};  // zero past row 2B
+  for (int64_t p0 = p_begin; p0 < p_end; p0 += kPairs) {
+    stage<false>(s.b, rows, 2 * p0);
+    for (int e = threadIdx.x; e < kTile * kPairs; e += kThreads) {
+      const int r = e / kPairs, p = e % kPairs;  // consecutive threads read consecutive bits of a row
+      s.a[p][r] = p0 + p < p_end && bit(r, p0 + p) ? acc_t(1) : acc_t(0);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int p = 0; p < kPairs; ++p) {
+      acc_t even[kMicro], odd[kMicro], bits[kMicro];
+#pragma unroll
+      for (int m = 0; m < kMicro; ++m) {
+        even[m] = s.b[2 * p][cl + kLanes * m];
+        odd[m] = s.b[2 * p + 1][cl + kLanes * m];
+        bits[m] = s.a[p][rl + kLanes * m];
+      }
+#pragma unroll
+      for (int a = 0; a < kMicro; ++a)
+#pragma unroll
+        for (int b = 0; b < kMicro; ++b) acc[a][b] += bits[a] != acc_t(0) ? odd[b] : even[b];
+    }
+    __syncthreads();
+  }
+}
+
+// Pairs summed into a partial sum before it joins the total: the float32 rounding error then
+// grows with 64 + B / 64 terms rather than with B (a whole number of 8-pair slices).
+constexpr int64_t kPartialPairs = 64;
 
 // y[row0 .. row0 + 64, :] for the (2B, D) codebook in the accumulation type.
 template <typename scalar_t, typename acc_t, typename Bit>
 __device__ void overlapped_sum_tile(const Bit& bit, int64_t row0, int64_t N, const acc_t* codebook, int64_t B,
                                     int64_t D, TileStage<acc_t>& stage, scalar_t* y) {
-  const int64_t K = 2 * B;
-  const auto one_hot = [&](int r, int64_t k) { return k < K && bit(r, k / 2) == int(k % 2) ? acc_t(1) : acc_t(0); };
   for (int64_t d0 = 0; d0 < D; d0 += kTile) {
     Micro<acc_t> acc;
     zero(acc);
-    for (int64_t k0 = 0; k0 < K; k0 += kPartialRows) {
+    for (int64_t p0 = 0; p0 < B; p0 += kPartialPairs) {
       Micro<acc_t> partial;
       zero(partial);
-      tile_gemm<true, false>(one_hot, ColumnsAlongI<acc_t, acc_t>{codebook, K, D, d0}, k0, min(K, k0 + kPartialRows),
-                             stage, partial);
+      select_sum(bit, codebook, B, D, d0, p0, min(B, p0 + kPartialPairs), stage, partial);
 #pragma unroll
       for (int a = 0; a < kMicro; ++a)
 #pragma unroll
