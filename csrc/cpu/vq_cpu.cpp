@@ -19,16 +19,24 @@
 namespace bitcodes_ext::cpu {
 namespace {
 
-// Codes per tile of the codebook: the tile of scores (tokens x codes) and of the transposed
-// codebook (D x codes) stay in L2.
-constexpr int64_t kCodeTile = 256;
+// The codebook, transposed and packed in blocks of 3 vectors of codes (the projection's
+// register block): block j holds codes [3Lj, 3Lj + 3L) as D rows of 3L contiguous values, so a
+// block streams from L1 for every token of a tile (a plain D x K transpose strides by K between
+// rows, and its rows alias the same cache sets).
+template <typename acc_t>
+constexpr int64_t block_codes() {
+  return 3 * Vec<acc_t>::size();
+}
+
+// Blocks per tile of the codebook: the tile of scores (tokens x codes) stays in L1/L2.
+constexpr int64_t kBlocksPerTile = 10;
 
 template <typename scalar_t, typename acc_t>
-void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* codes_t /* D x Kp */,
+void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* packed /* Kp / 3L blocks of D x 3L */,
                const acc_t* norms /* Kp, +inf past K */, const scalar_t* codebook, int64_t K, int64_t Kp,
                int64_t* codes, scalar_t* dist) {
   using V = Vec<acc_t>;
-  constexpr int64_t L = V::size();
+  constexpr int64_t L = V::size(), W = block_codes<acc_t>(), kCodeTile = kBlocksPerTile * W;
   at::parallel_for(0, num_tiles(N), 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> scores(kTileTokens * kCodeTile);
@@ -46,7 +54,8 @@ void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* codes_t /* 
       std::fill(lane_code.begin(), lane_code.end(), acc_t(0));
       for (int64_t k0 = 0; k0 < Kp; k0 += kCodeTile) {
         const int64_t nk = std::min(kCodeTile, Kp - k0);
-        project_rows(xa, nt, D, codes_t + k0, Kp, nk, D, scores.data(), kCodeTile);
+        for (int64_t b = 0; b < nk; b += W)
+          project_columns<acc_t, 4, 3>(xa, nt, D, packed + (k0 + b) * D, W, D, scores.data() + b, kCodeTile);
         for (int64_t t = 0; t < nt; ++t) {
           V best = V::loadu(lane_best.data() + t * L), code = V::loadu(lane_code.data() + t * L);
           for (int64_t k = 0; k < nk; k += L) {
@@ -99,16 +108,17 @@ std::tuple<at::Tensor, at::Tensor> vq_cpu(const at::Tensor& observations_in, con
   if (N == 0) return {codes, dist};
 
   const auto acc_type = at::toOpMathType(x.scalar_type());
-  const int64_t L = at::vec::Vectorized<float>::size();
-  const int64_t Kp = (K + L - 1) / L * L;
   const auto cb = codebook.to(acc_type);
-  auto codes_t = at::zeros({D, Kp}, cb.options());
-  codes_t.narrow(1, 0, K).copy_(cb.t());
-  auto norms = at::full({Kp}, std::numeric_limits<double>::infinity(), cb.options());
-  norms.narrow(0, 0, K).copy_(cb.square().sum(1));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_vq_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    vq_kernel<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), N, D, codes_t.const_data_ptr<acc_t>(),
+    constexpr int64_t W = block_codes<acc_t>();
+    const int64_t Kp = (K + W - 1) / W * W;
+    auto padded = at::zeros({Kp, D}, cb.options());
+    padded.narrow(0, 0, K).copy_(cb);
+    const auto packed = padded.view({Kp / W, W, D}).transpose(1, 2).contiguous();  // (blocks, D, W)
+    auto norms = at::full({Kp}, std::numeric_limits<double>::infinity(), cb.options());
+    norms.narrow(0, 0, K).copy_(cb.square().sum(1));
+    vq_kernel<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), N, D, packed.const_data_ptr<acc_t>(),
                                norms.const_data_ptr<acc_t>(), codebook.const_data_ptr<scalar_t>(), K, Kp,
                                codes.mutable_data_ptr<int64_t>(), dist.mutable_data_ptr<scalar_t>());
   });

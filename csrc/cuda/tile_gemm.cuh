@@ -2,7 +2,7 @@
 //   acc[row][col] += sum_k A(row, k) * B(col, k)
 // on the CUDA cores, in the accumulation type (float, or double for float64 inputs). The
 // operands come from loader functors, so one routine serves the logits (x.W^T), the
-// overlapped sum (one-hot(bits).C), dx = r.W, the codebook sums (bits^T g + r^T x) and vq.
+// dx = r.W, the codebook sums (bits^T g + r^T x) and vq (the overlapped sum has its own loop).
 // The summation order is fixed, so every result is bitwise reproducible.
 #pragma once
 
