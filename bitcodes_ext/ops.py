@@ -48,6 +48,12 @@ def _vq_fake(observations, codebook):
     return observations.new_empty(lead, dtype=torch.int64), observations.new_empty(lead)
 
 
+def _known_bits(bits):
+    """Bits that the forward made or decode already checked, as bool: decode_backward checks
+    integer bits for 0/1, which on CUDA costs a host sync (and breaks graph capture)."""
+    return bits.bool()
+
+
 def _forward_setup(ctx, inputs, output):
     x, codebook, _noise, temperature, training, euclidean = inputs
     _y, bits, z = output
@@ -64,7 +70,7 @@ def _forward_backward(ctx, grad_y, _grad_bits, _grad_z):
         return grad_x, grad_codebook, None, None, None, None
     # Eval: bits are an argmax, so only the codebook gets a gradient (as in bitcodes-pytorch).
     bits, codebook = ctx.saved_tensors
-    return None, torch.ops.bitcodes_ext.decode_backward(grad_y, bits, codebook), None, None, None, None
+    return None, torch.ops.bitcodes_ext.decode_backward(grad_y, _known_bits(bits), codebook), None, None, None, None
 
 
 def _decode_setup(ctx, inputs, output):
@@ -74,7 +80,7 @@ def _decode_setup(ctx, inputs, output):
 
 def _decode_backward(ctx, grad_y):
     bits, codebook = ctx.saved_tensors
-    return None, torch.ops.bitcodes_ext.decode_backward(grad_y, bits, codebook)
+    return None, torch.ops.bitcodes_ext.decode_backward(grad_y, _known_bits(bits), codebook)
 
 
 torch.library.register_autograd(f"{_lib}::forward", _forward_backward, setup_context=_forward_setup)

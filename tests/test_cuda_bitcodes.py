@@ -197,6 +197,30 @@ def test_cuda_graph_capture_and_replay(cuda):
     assert torch.equal(layer.from_bits(bits1), y1) and torch.equal(layer.from_bits(bits), y)
 
 
+@pytest.mark.real_gpu
+@pytest.mark.parametrize("training", [False, True])
+def test_cuda_graph_captures_forward_and_backward(cuda, training):
+    layer = Bitcodes(32, 8).to(cuda).train(training)
+    x = torch.randn(256, 32, device=cuda, requires_grad=True)
+    grad_y = torch.randn(256, 32, device=cuda)
+    noise = torch.randn(256, 8, device=cuda) if training else None
+
+    def step():
+        y, _ = layer(x, noise)
+        return torch.autograd.grad(y, (layer.codebook,), grad_y)[0]
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):  # fails if any op syncs with the host
+        grad = step()
+    graph.replay()
+    assert torch.equal(grad, step())
+
+
 @pytest.mark.parametrize("euclidean", [False, True])
 def test_opcheck(cuda, euclidean):
     x = torch.randn(3, 70, 10, device=cuda, requires_grad=True)
