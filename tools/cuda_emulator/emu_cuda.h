@@ -22,7 +22,6 @@
 #include <functional>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -66,9 +65,6 @@ struct Sched {
   int order_mode = 0;  // 0 forward, 1 reverse, 2 random
   std::mt19937 rng{1234};
   std::vector<uint64_t> xch;
-  long total_barriers = 0;
-  std::string log;
-  bool logging = true;
 };
 inline Sched S;
 
@@ -121,7 +117,6 @@ inline void run_block(int n, std::function<void()> body) {
       if (S.nbar[i] != S.nbar[0]) fail("threads of a block reached different numbers of barriers (divergent __syncthreads / shuffle)");
     if (done == n) break;
     if (done != 0) fail("some threads exited while others wait at a barrier");
-    S.total_barriers++;
   }
   S.cur = -1;
 }
@@ -142,11 +137,6 @@ struct Launcher {
     if (g.y > 65535 || g.z > 65535 || g.x > 2147483647u) fail("grid too large");
     if (b.y != 1 || b.z != 1) fail("2-D block not emulated");
     if (smem > 48 * 1024) fail("dynamic shared memory > 48 KiB without opt-in");
-    if (S.logging) {
-      std::ostringstream os;
-      os << "launch grid=(" << g.x << "," << g.y << "," << g.z << ") block=" << b.x << " smem=" << smem << "\n";
-      S.log += os.str();
-    }
     std::vector<uint64_t> buf((smem + 7) / 8 + 1);
     gridDim = g;
     blockDim = b;
