@@ -77,9 +77,9 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_y_in, co
   const auto x = x_in.contiguous(), grad_y = grad_y_in.contiguous(), z = z_in.contiguous();
   const int64_t N = x.numel() / D;
   const auto acc_options = x.options().dtype(acc_type);
-  const auto cb = codebook.to(acc_type).contiguous();
   auto dx = at::empty(x.sizes(), x.options());
   if (N == 0) return {dx, at::zeros_like(codebook)};
+  const auto cb = codebook.to(acc_type).contiguous();
   const auto w = pair_differences(cb).contiguous();
   auto r = at::empty({N, B}, acc_options);
   at::Tensor S;

@@ -51,8 +51,8 @@ at::Tensor decode_backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& b
   const int64_t N = bits.numel() / B;
   const auto acc_type = at::toOpMathType(codebook.scalar_type());
   const auto acc_options = codebook.options().dtype(acc_type);
-  const auto cb = codebook.to(acc_type).contiguous();
   if (N == 0) return at::zeros_like(codebook);
+  const auto cb = codebook.to(acc_type).contiguous();
   at::Tensor S;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, codebook.scalar_type(), "bitcodes_decode_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
