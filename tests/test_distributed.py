@@ -2,6 +2,8 @@
 full-batch gradients (eval, and training with injected noise), and VectorQuantizer keeps every
 rank's EMA codebook identical and equal to the full-batch one."""
 
+import contextlib
+import gc
 import os
 
 import pytest
@@ -35,19 +37,37 @@ def full_batch_grads(training):
     return model.codebook.grad, x.grad
 
 
-def ddp_worker(rank, training, store, out):
+@contextlib.contextmanager
+def process_group(rank, store):
+    """Every DDP object is gone and both ranks are done before the group is torn down: a gloo
+    group freed during interpreter shutdown instead sometimes aborts the worker at exit
+    ("terminate called without an active exception") after all its work succeeded."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         torch.set_num_threads(1)
-        x, noise = data()
-        shard = slice(rank * TOKENS // WORLD, (rank + 1) * TOKENS // WORLD)
-        model = torch.nn.parallel.DistributedDataParallel(layer(training))
-        x_shard = x[shard].clone().requires_grad_()
-        y, _ = model(x_shard, noise[shard] if training else None)
-        y.square().mean().backward()  # DDP averages the codebook gradient over the ranks
-        torch.save((model.module.codebook.grad, x_shard.grad), os.path.join(out, f"rank{rank}.pt"))
+        yield
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def shard_of(rank):
+    return slice(rank * TOKENS // WORLD, (rank + 1) * TOKENS // WORLD)
+
+
+def ddp_grads(rank, training):
+    x, noise = data()
+    model = torch.nn.parallel.DistributedDataParallel(layer(training))
+    x_shard = x[shard_of(rank)].clone().requires_grad_()
+    y, _ = model(x_shard, noise[shard_of(rank)] if training else None)
+    y.square().mean().backward()  # DDP averages the codebook gradient over the ranks
+    return model.module.codebook.grad, x_shard.grad
+
+
+def ddp_worker(rank, training, store, out):
+    with process_group(rank, store):
+        torch.save(ddp_grads(rank, training), os.path.join(out, f"rank{rank}.pt"))
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -86,20 +106,19 @@ class EncoderQuantizer(torch.nn.Module):
         return q.codebook.detach(), q.cluster_size, q.embed_sum
 
 
+def ddp_quantizer_state(rank, dead_code_threshold):
+    torch.manual_seed(100 + rank)  # ranks draw different restart candidates; rank 0's win
+    x, _ = data()
+    model = torch.nn.parallel.DistributedDataParallel(EncoderQuantizer(dead_code_threshold=dead_code_threshold))
+    for _ in range(3):
+        quantized, _, loss = model(x[shard_of(rank)])
+        (quantized.square().mean() + loss).backward()
+    return model.module.state()
+
+
 def quantizer_worker(rank, store, out, dead_code_threshold):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
-    try:
-        torch.set_num_threads(1)
-        torch.manual_seed(100 + rank)  # ranks draw different restart candidates; rank 0's win
-        x, _ = data()
-        shard = slice(rank * TOKENS // WORLD, (rank + 1) * TOKENS // WORLD)
-        model = torch.nn.parallel.DistributedDataParallel(EncoderQuantizer(dead_code_threshold=dead_code_threshold))
-        for _ in range(3):
-            quantized, _, loss = model(x[shard])
-            (quantized.square().mean() + loss).backward()
-        torch.save(model.module.state(), os.path.join(out, f"vq{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    with process_group(rank, store):
+        torch.save(ddp_quantizer_state(rank, dead_code_threshold), os.path.join(out, f"vq{rank}.pt"))
 
 
 @pytest.mark.parametrize("dead_code_threshold", [0.0, 0.95])
