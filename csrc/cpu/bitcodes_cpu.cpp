@@ -15,7 +15,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <vector>
 
 namespace bitcodes_ext::cpu {
@@ -59,37 +58,27 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64
                      const PreparedCodebook& cb, acc_t tau, scalar_t* dx, acc_t* partials,
                      int64_t chunks) {
   const int64_t B = cb.num_bits, Bp = cb.padded;
-  const acc_t* w = cb.w.const_data_ptr<acc_t>();
+  const acc_t* w_panels = cb.w_panels.const_data_ptr<acc_t>();
   const acc_t* wt = cb.wt.const_data_ptr<acc_t>();
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> g_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> dx_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> u(kTileTokens * Bp), r(kTileTokens * Bp), bits(kTileTokens * Bp);
+    std::vector<acc_t> panel(kTileTokens * panel_width<acc_t>());
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       for_each_chunk_tile(chunk, chunks, N, partials, Bp, D, [&](PartialSums<acc_t>& sums, int64_t t0, int64_t nt) {
         const acc_t* ga = tile_as_acc(g + t0 * D, nt * D, g_acc.data());
         const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
         project_rows(ga, nt, D, wt, Bp, Bp, D, u.data(), Bp);
-        for (int64_t t = 0; t < nt; ++t) {
-          for (int64_t i = 0; i < Bp; ++i) {
-            acc_t rr = 0, bit = 0;
-            if (i < B) {
-              const acc_t zz = z[(t0 + t) * B + i];
-              const acc_t p = acc_t(1) / (acc_t(1) + std::exp(-zz / tau));
-              rr = p * (acc_t(1) - p) * u[t * Bp + i] / tau;
-              bit = zz > 0 ? acc_t(1) : acc_t(0);
-            }
-            r[t * Bp + i] = rr;
-            bits[t * Bp + i] = bit;
-            sums.r_sum[i] += rr;
-          }
-        }
+        for (int64_t t = 0; t < nt; ++t)
+          straight_through_token(z + (t0 + t) * B, B, Bp, u.data() + t * Bp, tau, r.data() + t * Bp,
+                                 bits.data() + t * Bp, sums.r_sum);
         acc_t* dxa = acc_destination(dx + t0 * D, dx_acc.data());
-        combine_rows(r.data(), nt, Bp, Bp, w, D, dxa, D);
+        combine_rows(r.data(), nt, Bp, Bp, w_panels, D, dxa, D);
         flush_to_output(dxa, dx + t0 * D, nt * D);
-        accumulate_outer(bits.data(), nt, Bp, Bp, ga, D, sums.S);
-        accumulate_outer(r.data(), nt, Bp, Bp, xa, D, sums.S);
+        accumulate_outer(bits.data(), nt, Bp, Bp, ga, D, sums.S, panel.data());
+        accumulate_outer(r.data(), nt, Bp, Bp, xa, D, sums.S, panel.data());
         accumulate_columns(ga, nt, D, sums.grad_sum);
       });
     }

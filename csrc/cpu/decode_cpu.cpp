@@ -67,13 +67,13 @@ void decode_backward_kernel(const scalar_t* g, const uint8_t* bits8, int64_t N, 
                             int64_t Bp, int64_t D, acc_t* partials, int64_t chunks) {
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> g_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
-    std::vector<acc_t> bits(kTileTokens * Bp, acc_t(0));
+    std::vector<acc_t> bits(kTileTokens * Bp, acc_t(0)), panel(kTileTokens * panel_width<acc_t>());
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       for_each_chunk_tile(chunk, chunks, N, partials, Bp, D, [&](PartialSums<acc_t>& sums, int64_t t0, int64_t nt) {
         const acc_t* ga = tile_as_acc(g + t0 * D, nt * D, g_acc.data());
         for (int64_t t = 0; t < nt; ++t)
           for (int64_t i = 0; i < B; ++i) bits[t * Bp + i] = acc_t(bits8[(t0 + t) * B + i]);
-        accumulate_outer(bits.data(), nt, Bp, Bp, ga, D, sums.S);
+        accumulate_outer(bits.data(), nt, Bp, Bp, ga, D, sums.S, panel.data());
         accumulate_columns(ga, nt, D, sums.grad_sum);
       });
     }

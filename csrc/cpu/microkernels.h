@@ -90,23 +90,39 @@ inline void combine_block(const acc_t* R, int64_t ldr, int64_t nb, const acc_t* 
     }
 }
 
-template <typename acc_t, int MT>
-inline void combine_tokens(const acc_t* R, int64_t ldr, int64_t nb, const acc_t* W, int64_t D,
-                           acc_t* out, int64_t ldo) {
-  constexpr int64_t L = Vec<acc_t>::size();
-  int64_t d = 0;
-  for (; d + 3 * L <= D; d += 3 * L)
-    combine_block<acc_t, MT, 3, true>(R, ldr, nb, W + d, D, L, out + d, ldo);
-  for (; d + L <= D; d += L) combine_block<acc_t, MT, 1, true>(R, ldr, nb, W + d, D, L, out + d, ldo);
-  if (d < D) combine_block<acc_t, MT, 1, false>(R, ldr, nb, W + d, D, D - d, out + d, ldo);
+// Width of a column panel: three vectors, the widest register block of combine_block and
+// accumulate_block.
+template <typename acc_t>
+constexpr int64_t panel_width() {
+  return 3 * Vec<acc_t>::size();
 }
 
-template <typename acc_t>
-void combine_rows(const acc_t* R, int64_t nt, int64_t ldr, int64_t nb, const acc_t* W, int64_t D,
-                  acc_t* out, int64_t ldo) {
+template <typename acc_t, int MV, bool kFull>
+inline void combine_panel(const acc_t* R, int64_t nt, int64_t ldr, int64_t nb, const acc_t* panel,
+                          int64_t n_last, acc_t* out, int64_t ldo) {
   int64_t t = 0;
-  for (; t + 4 <= nt; t += 4) combine_tokens<acc_t, 4>(R + t * ldr, ldr, nb, W, D, out + t * ldo, ldo);
-  for (; t < nt; ++t) combine_tokens<acc_t, 1>(R + t * ldr, ldr, nb, W, D, out + t * ldo, ldo);
+  for (; t + 4 <= nt; t += 4)
+    combine_block<acc_t, 4, MV, kFull>(R + t * ldr, ldr, nb, panel, panel_width<acc_t>(), n_last, out + t * ldo, ldo);
+  for (; t < nt; ++t)
+    combine_block<acc_t, 1, MV, kFull>(R + t * ldr, ldr, nb, panel, panel_width<acc_t>(), n_last, out + t * ldo, ldo);
+}
+
+// `panels` is W cut into column panels of panel_width() features, each (nb x width) and
+// contiguous, zero past D: a row-major W strides by D between bits, and at D = 512 or 1024 the
+// rows a register block reads all fall into the same few L1 sets. Token blocks run inside a
+// panel, so it stays in L1 for the whole tile.
+template <typename acc_t>
+void combine_rows(const acc_t* R, int64_t nt, int64_t ldr, int64_t nb, const acc_t* panels, int64_t D,
+                  acc_t* out, int64_t ldo) {
+  constexpr int64_t L = Vec<acc_t>::size(), P = panel_width<acc_t>();
+  for (int64_t d = 0; d < D; d += P) {
+    const acc_t* panel = panels + d / P * nb * P;
+    const int64_t width = std::min(P, D - d);
+    if (width == P) combine_panel<acc_t, 3, true>(R, nt, ldr, nb, panel, L, out + d, ldo);
+    else if (width > 2 * L) combine_panel<acc_t, 3, false>(R, nt, ldr, nb, panel, width - 2 * L, out + d, ldo);
+    else if (width > L) combine_panel<acc_t, 2, false>(R, nt, ldr, nb, panel, width - L, out + d, ldo);
+    else combine_panel<acc_t, 1, false>(R, nt, ldr, nb, panel, width, out + d, ldo);
+  }
 }
 
 // ---- S[i] += sum_t C[t][i] * M[t]: the codebook gradient bits^T.g + r^T.x. ----
@@ -137,18 +153,25 @@ inline void accumulate_block(const acc_t* C, int64_t ldc, int64_t nt, const acc_
     }
 }
 
-// nb must be a multiple of 4.
+// nb must be a multiple of 4. Each column panel of M is first copied into `panel`
+// (nt x panel_width(), zero past D), so that every bit block reads it contiguously from L1.
 template <typename acc_t>
 void accumulate_outer(const acc_t* C, int64_t nt, int64_t ldc, int64_t nb, const acc_t* M,
-                      int64_t D, acc_t* S) {
-  constexpr int64_t L = Vec<acc_t>::size();
-  for (int64_t i = 0; i < nb; i += 4) {
-    int64_t d = 0;
-    for (; d + 3 * L <= D; d += 3 * L)
-      accumulate_block<acc_t, 3, true>(C + i, ldc, nt, M + d, D, L, S + i * D + d, D);
-    for (; d + L <= D; d += L)
-      accumulate_block<acc_t, 1, true>(C + i, ldc, nt, M + d, D, L, S + i * D + d, D);
-    if (d < D) accumulate_block<acc_t, 1, false>(C + i, ldc, nt, M + d, D, D - d, S + i * D + d, D);
+                      int64_t D, acc_t* S, acc_t* panel) {
+  constexpr int64_t L = Vec<acc_t>::size(), P = panel_width<acc_t>();
+  for (int64_t d = 0; d < D; d += P) {
+    const int64_t width = std::min(P, D - d);
+    for (int64_t t = 0; t < nt; ++t) {
+      std::copy(M + t * D + d, M + t * D + d + width, panel + t * P);
+      std::fill(panel + t * P + width, panel + (t + 1) * P, acc_t(0));
+    }
+    for (int64_t i = 0; i < nb; i += 4) {
+      acc_t* s = S + i * D + d;
+      if (width == P) accumulate_block<acc_t, 3, true>(C + i, ldc, nt, panel, P, L, s, D);
+      else if (width > 2 * L) accumulate_block<acc_t, 3, false>(C + i, ldc, nt, panel, P, width - 2 * L, s, D);
+      else if (width > L) accumulate_block<acc_t, 2, false>(C + i, ldc, nt, panel, P, width - L, s, D);
+      else accumulate_block<acc_t, 1, false>(C + i, ldc, nt, panel, P, width, s, D);
+    }
   }
 }
 
@@ -186,6 +209,31 @@ inline void threshold_token(const acc_t* logits, const acc_t* bias, const acc_t*
     } else {
       for (int64_t q = 0; 4 * q < n; ++q) codes[i / 4 + q] = (positive >> (4 * q)) & 0xF;
     }
+  }
+}
+
+// ---- The straight-through terms of one token: p = sigmoid(z / tau), r = p(1 - p)u / tau,
+// bit = [z > 0] (NaN gives 0), r_sum += r. z holds num_bits values; u, r, bits and r_sum are
+// padded to whole vectors, and r and bits are 0 in the padding. ----
+template <typename acc_t>
+inline void straight_through_token(const acc_t* z, int64_t num_bits, int64_t padded, const acc_t* u, acc_t tau,
+                                   acc_t* r, acc_t* bits, acc_t* r_sum) {
+  using V = Vec<acc_t>;
+  constexpr int64_t L = V::size();
+  const V zero(acc_t(0)), one(acc_t(1)), vtau(tau);
+  for (int64_t i = 0; i < padded; i += L) {
+    const int64_t n = std::clamp<int64_t>(num_bits - i, 0, L);
+    const V zz = V::loadu(z + i, n);
+    const V p = one / (one + (zz / vtau).neg().exp());
+    V rr = p * (one - p) * V::loadu(u + i) / vtau;
+    V bit = V::blendv(zero, one, zz > zero);
+    if (n < L) {  // the padding, whatever u holds there
+      rr = V::set(zero, rr, n);
+      bit = V::set(zero, bit, n);
+    }
+    rr.store(r + i);
+    bit.store(bits + i);
+    (V::loadu(r_sum + i) + rr).store(r_sum + i);
   }
 }
 

@@ -3,8 +3,10 @@
 #pragma once
 
 #include "../codebook_terms.h"
+#include "microkernels.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -19,11 +21,22 @@ inline int64_t padded_bits(int64_t num_bits) {
   return (num_bits + L - 1) / L * L;
 }
 
+// (rows, D) -> (ceil(D / P), rows, P), zero past D; P = panel_width() of its dtype.
+inline at::Tensor column_panels(const at::Tensor& m) {
+  int64_t P = 0;
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "bitcodes_panel_width", [&] { P = panel_width<scalar_t>(); });
+  const int64_t rows = m.size(0), D = m.size(1), panels = (D + P - 1) / P;
+  auto padded = at::zeros({rows, panels * P}, m.options());
+  padded.narrow(1, 0, D).copy_(m);
+  return padded.view({rows, panels, P}).permute({1, 0, 2}).contiguous();
+}
+
 struct PreparedCodebook {
   int64_t num_bits, padded, features;
   at::Tensor codebook;  // (2B, D) in the accumulation type
   at::Tensor w;         // (padded, D): c[2i+1] - c[2i]
   at::Tensor wt;        // (D, padded): W transposed, for the broadcast-form projections
+  at::Tensor w_panels;  // (ceil(D / P), padded, P): W in column panels of P = panel_width()
   at::Tensor bias;      // (padded): -(|c[2i+1]|^2 - |c[2i]|^2) / 2 for euclidean, else 0
 };
 
@@ -38,6 +51,7 @@ inline PreparedCodebook prepare_codebook(const at::Tensor& codebook, at::ScalarT
   p.w = at::zeros({p.padded, p.features}, p.codebook.options());
   p.w.narrow(0, 0, p.num_bits).copy_(pair_differences(p.codebook));
   p.wt = p.w.t().contiguous();
+  p.w_panels = column_panels(p.w);
   p.bias = at::zeros({p.padded}, p.codebook.options());
   if (euclidean) p.bias.narrow(0, 0, p.num_bits).copy_(euclidean_bias(p.codebook));
   return p;
