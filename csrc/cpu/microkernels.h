@@ -161,10 +161,12 @@ void accumulate_outer(const acc_t* C, int64_t nt, int64_t ldc, int64_t nb, const
   constexpr int64_t L = Vec<acc_t>::size(), P = panel_width<acc_t>();
   for (int64_t d = 0; d < D; d += P) {
     const int64_t width = std::min(P, D - d);
-    for (int64_t t = 0; t < nt; ++t) {
-      std::copy(M + t * D + d, M + t * D + d + width, panel + t * P);
-      std::fill(panel + t * P + width, panel + (t + 1) * P, acc_t(0));
-    }
+    // Vector copies: a library copy call per 24-float row cost as much as the sums' FMAs.
+    for (int64_t t = 0; t < nt; ++t)
+      for (int64_t v = 0; v < P; v += L) {
+        const int64_t n = std::clamp<int64_t>(width - v, 0, L);
+        (n == L ? Vec<acc_t>::loadu(M + t * D + d + v) : Vec<acc_t>::loadu(M + t * D + d + v, n)).store(panel + t * P + v);
+      }
     for (int64_t i = 0; i < nb; i += 4) {
       acc_t* s = S + i * D + d;
       if (width == P) accumulate_block<acc_t, 3, true>(C + i, ldc, nt, panel, P, L, s, D);
