@@ -87,12 +87,17 @@ def make_step(name, features, num_bits, training, device, dtype, x):
         module.to(dtype)
         inputs, autocast = x.to(dtype), False
     inputs = inputs.detach().requires_grad_(training)
+    # The upstream gradient comes from the rest of the model: made once, outside the timed step.
+    # Random, not ones, so that no implementation meets a special value.
+    grad_y = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(1)).to(device, inputs.dtype)
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=autocast), torch.set_grad_enabled(training):
             y, _ = module(inputs)
         if training:
-            y.backward(torch.ones_like(y))
+            # What an optimizer's zero_grad() does: x.grad is set, not accumulated, every step.
+            inputs.grad = None
+            y.backward(grad_y.to(y.dtype))
 
     return step
 
