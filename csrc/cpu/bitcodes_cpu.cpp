@@ -55,10 +55,9 @@ void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodeb
 
 template <typename scalar_t, typename acc_t>
 void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64_t N, int64_t D,
-                     const PreparedCodebook& cb, acc_t tau, scalar_t* dx, acc_t* partials,
-                     int64_t chunks) {
+                     const PreparedCodebook& cb, const acc_t* w_panels, acc_t tau, scalar_t* dx,
+                     acc_t* partials, int64_t chunks) {
   const int64_t B = cb.num_bits, Bp = cb.padded;
-  const acc_t* w_panels = cb.w_panels.const_data_ptr<acc_t>();
   const acc_t* wt = cb.wt.const_data_ptr<acc_t>();
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> g_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
@@ -127,13 +126,15 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_y_in, con
   const int64_t N = x.numel() / D;
   auto dx = empty_output(x.sizes(), x.options());
   const auto cb = prepare_codebook(codebook, acc_type, euclidean, /*need_w=*/true);
+  const auto w_panels = column_panels(cb.w);  // for dx = r.W
   auto partials = make_partials(N, cb, x.options().dtype(acc_type));
   const int64_t chunks = partials.size(0);
   if (N > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       backward_kernel<scalar_t, acc_t>(grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-                                       z.const_data_ptr<acc_t>(), N, D, cb, acc_t(temperature),
+                                       z.const_data_ptr<acc_t>(), N, D, cb, w_panels.const_data_ptr<acc_t>(),
+                                       acc_t(temperature),
                                        dx.mutable_data_ptr<scalar_t>(), partials.mutable_data_ptr<acc_t>(),
                                        chunks);
     });

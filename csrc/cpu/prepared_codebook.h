@@ -36,7 +36,6 @@ struct PreparedCodebook {
   at::Tensor codebook;  // (2B, D) in the accumulation type
   at::Tensor w;         // (padded, D): c[2i+1] - c[2i]
   at::Tensor wt;        // (D, padded): W transposed, for the broadcast-form projections
-  at::Tensor w_panels;  // (ceil(D / P), padded, P): W in column panels of P = panel_width()
   at::Tensor bias;      // (padded): -(|c[2i+1]|^2 - |c[2i]|^2) / 2 for euclidean, else 0
 };
 
@@ -51,7 +50,6 @@ inline PreparedCodebook prepare_codebook(const at::Tensor& codebook, at::ScalarT
   p.w = at::zeros({p.padded, p.features}, p.codebook.options());
   p.w.narrow(0, 0, p.num_bits).copy_(pair_differences(p.codebook));
   p.wt = p.w.t().contiguous();
-  p.w_panels = column_panels(p.w);
   p.bias = at::zeros({p.padded}, p.codebook.options());
   if (euclidean) p.bias.narrow(0, 0, p.num_bits).copy_(euclidean_bias(p.codebook));
   return p;
