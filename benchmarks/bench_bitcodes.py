@@ -88,8 +88,9 @@ def make_step(name, features, num_bits, training, device, dtype, x):
         inputs, autocast = x.to(dtype), False
     inputs = inputs.detach().requires_grad_(training)
     # The upstream gradient comes from the rest of the model: made once, outside the timed step.
-    # Random, not ones, so that no implementation meets a special value.
-    grad_y = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(1)).to(device, inputs.dtype)
+    # Random, not ones, so that no implementation meets a special value. In the benchmark dtype,
+    # which y has in every implementation (under autocast too), so no step pays a conversion.
+    grad_y = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(1)).to(device, dtype)
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=autocast), torch.set_grad_enabled(training):
