@@ -33,8 +33,7 @@ void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodeb
     std::vector<acc_t> y_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> logits(kTileTokens * Bp), drawn(draw_noise ? kTileTokens * B : 0);
     std::vector<uint8_t> codes(kTileTokens * lut.groups);
-    std::vector<const acc_t*> rows;
-    std::vector<int64_t> entry;
+    std::vector<int64_t> offsets;
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
       const acc_t* xa = tile_as_acc(x + t0 * D, nt * D, x_acc.data());
@@ -48,7 +47,7 @@ void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodeb
         threshold_token(logits.data() + t * Bp, bias, n ? n + t * B : nullptr, B, lut.group_bits,
                         bits + (t0 + t) * B, codes.data() + t * lut.groups, training ? z + (t0 + t) * B : nullptr);
       }
-      lookup_tile(lut, codes.data(), nt, y + t0 * D, y_acc.data(), entry, rows);
+      lookup_tile(lut, codes.data(), nt, y + t0 * D, y_acc.data(), offsets);
     }
   });
 }

@@ -50,13 +50,12 @@ void decode_kernel(const uint8_t* bits, int64_t N, int64_t B, int64_t D, const L
   at::parallel_for(0, num_tiles(N), 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> y_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<uint8_t> codes(kTileTokens * lut.groups);
-    std::vector<const acc_t*> rows;
-    std::vector<int64_t> entry;
+    std::vector<int64_t> offsets;
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t t0 = tile * kTileTokens, nt = std::min(kTileTokens, N - t0);
       for (int64_t t = 0; t < nt; ++t)
         pack_codes(bits + (t0 + t) * B, B, lut, codes.data() + t * lut.groups);
-      lookup_tile(lut, codes.data(), nt, y + t0 * D, y_acc.data(), entry, rows);
+      lookup_tile(lut, codes.data(), nt, y + t0 * D, y_acc.data(), offsets);
     }
   });
 }

@@ -18,24 +18,26 @@ namespace bitcodes_ext::cpu {
 // and table[g][m] holds the sum of the codes that group g's bit pattern m selects (bit j of m
 // is bit g * group_bits + j).
 //
-// The tables are cut along the features into slices that fit in L1, and each slice is stored
-// contiguously ([slice][g][m][width]), so a tile of tokens reads one slice at a time from L1
-// instead of striding over pages of a (rows x D) table.
+// The tables are cut along the features into slices of `width` features, each stored
+// contiguously ([slice][g][m][width], the last one padded with zeros), so that a tile of tokens
+// reads one slice at a time from L2 instead of striding over pages of a (rows x D) table. A row's
+// offset inside a slice is the same in every slice, so a tile computes each token's row offsets
+// once for all slices.
 struct LookupTables {
   at::Tensor data;
-  int64_t group_bits, groups, entries, features, slice;
-  void* base;  // data's pointer, read once: row() runs per token and group
+  int64_t group_bits, groups, entries, features, width;
+  void* base;  // data's pointer, read once rather than per slice
 
-  int64_t slice_width(int64_t d0) const { return std::min(slice, features - d0); }
-  // Row m of group g in the slice that starts at feature d0.
+  int64_t slices() const { return (features + width - 1) / width; }
+  int64_t row_offset(int64_t g, int64_t m) const { return (g * entries + m) * width; }
   template <typename acc_t>
-  const acc_t* row(int64_t d0, int64_t g, int64_t m) const {
-    const int64_t w = slice_width(d0);
-    return static_cast<const acc_t*>(base) + d0 * groups * entries + (g * entries + m) * w;
+  const acc_t* slice(int64_t s) const {
+    return static_cast<const acc_t*>(base) + s * groups * entries * width;
   }
 };
 
-// A table slice stays in L2 while a tile of tokens streams through it.
+// A table slice stays in L2 while a tile of tokens streams through it. Slices of 24 KB (L1)
+// were slower at 16384 tokens, twice (benchmarks/NOTES.md, rows 17 and 20).
 constexpr int64_t kLookupSliceBytes = 128 * 1024;
 
 // Four bits per group cut the adds per token by four; the table then holds 16 * num_bits / 4
@@ -44,21 +46,23 @@ inline LookupTables make_lookup_tables(const at::Tensor& codebook_acc, int64_t n
   const int64_t B = codebook_acc.size(0) / 2, D = codebook_acc.size(1);
   const int64_t K = num_tokens < 64 ? 1 : 4, G = (B + K - 1) / K, E = int64_t(1) << K;
   const int64_t elem = int64_t(codebook_acc.element_size());
-  const int64_t lanes = 32 / elem;  // one AVX2 vector; a multiple of it keeps the loads aligned
-  const int64_t slice = std::max(lanes, kLookupSliceBytes / (G * E * elem) / lanes * lanes);
-  auto data = at::empty({G * E * D}, codebook_acc.options());
-  LookupTables lut{data, K, G, E, D, slice, data.mutable_data_ptr()};
+  const int64_t lanes = 32 / elem;  // one AVX2 vector: slices of whole vectors need no masked loads
+  const int64_t whole_d = (D + lanes - 1) / lanes * lanes;
+  const int64_t width = std::min(whole_d, std::max(lanes, kLookupSliceBytes / (G * E * elem) / lanes * lanes));
+  const int64_t slices = (D + width - 1) / width;
+  auto data = at::empty({slices * G * E * width}, codebook_acc.options());
+  LookupTables lut{data, K, G, E, D, width, data.mutable_data_ptr()};
   AT_DISPATCH_FLOATING_TYPES(codebook_acc.scalar_type(), "bitcodes_lookup_tables", [&] {
     const scalar_t* c = codebook_acc.const_data_ptr<scalar_t>();
     at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
       for (int64_t g = begin; g < end; ++g) {
-        const int64_t width = std::min(K, B - g * K);
-        for (int64_t m = 0; m < E; ++m) {
-          for (int64_t d0 = 0; d0 < D; d0 += slice) {
-            scalar_t* out = const_cast<scalar_t*>(lut.row<scalar_t>(d0, g, m));
-            const int64_t w = lut.slice_width(d0);
-            for (int64_t d = 0; d < w; ++d) out[d] = 0;
-            for (int64_t j = 0; j < width; ++j) {
+        const int64_t bits_here = std::min(K, B - g * K);
+        for (int64_t s = 0; s < slices; ++s) {
+          const int64_t d0 = s * width, w = std::min(width, D - d0);
+          for (int64_t m = 0; m < E; ++m) {
+            scalar_t* out = const_cast<scalar_t*>(lut.slice<scalar_t>(s)) + lut.row_offset(g, m);
+            std::fill(out, out + width, scalar_t(0));
+            for (int64_t j = 0; j < bits_here; ++j) {
               const scalar_t* code = c + (2 * (g * K + j) + ((m >> j) & 1)) * D + d0;
               for (int64_t d = 0; d < w; ++d) out[d] += code[d];
             }
@@ -92,23 +96,20 @@ inline void pack_codes(const uint8_t* bits, int64_t num_bits, const LookupTables
 }
 
 // y[t] = sum_g tables[g][codes[t][g]] for the nt tokens of a tile; `buffer` holds nt * D
-// accumulators when y is not in the accumulation type; `entry` holds nt * groups indices.
+// accumulators when y is not in the accumulation type; `offsets` holds nt * groups row offsets.
 template <typename acc_t, typename scalar_t>
 void lookup_tile(const LookupTables& lut, const uint8_t* codes, int64_t nt, scalar_t* y, acc_t* buffer,
-                 std::vector<int64_t>& entry, std::vector<const acc_t*>& rows) {
-  const int64_t G = lut.groups, E = lut.entries, D = lut.features;
-  rows.resize(G);
-  entry.resize(nt * G);
+                 std::vector<int64_t>& offsets) {
+  const int64_t G = lut.groups, D = lut.features, width = lut.width;
+  offsets.resize(nt * G);
   for (int64_t t = 0; t < nt; ++t)
-    for (int64_t g = 0; g < G; ++g) entry[t * G + g] = g * E + codes[t * G + g];
+    for (int64_t g = 0; g < G; ++g) offsets[t * G + g] = lut.row_offset(g, codes[t * G + g]);
   acc_t* out = acc_destination(y, buffer);
-  for (int64_t d0 = 0; d0 < D; d0 += lut.slice) {
-    const int64_t w = lut.slice_width(d0);
-    const acc_t* slice = lut.row<acc_t>(d0, 0, 0);
-    for (int64_t t = 0; t < nt; ++t) {
-      for (int64_t g = 0; g < G; ++g) rows[g] = slice + entry[t * G + g] * w;
-      lookup_sum(rows.data(), G, w, out + t * D + d0);
-    }
+  for (int64_t s = 0; s < lut.slices(); ++s) {
+    const int64_t d0 = s * width;
+    const acc_t* slice = lut.slice<acc_t>(s);
+    for (int64_t t = 0; t < nt; ++t)
+      lookup_slice(slice, offsets.data() + t * G, G, std::min(width, D - d0), out + t * D + d0);
   }
   flush_to_output(out, y, nt * D);
 }

@@ -241,38 +241,49 @@ inline void straight_through_token(const acc_t* z, int64_t num_bits, int64_t pad
 
 // ---- y[t] = sum_g tables[g][codes[t][g]]: the overlapped sum as table look-ups. ----
 
-template <typename acc_t, int MV, bool kFull>
-inline void lookup_block(const acc_t* const* rows, int64_t G, int64_t off, int64_t n_last,
+// MV vectors of one token's slice: out[v] = sum_g slice[offsets[g] + v * L]. Slices hold whole
+// vectors (zero-padded), so only the store of the slice's last vector may be partial (n_last).
+template <typename acc_t, int MV>
+inline void lookup_block(const acc_t* slice, const int64_t* offsets, int64_t G, int64_t n_last,
                          acc_t* out) {
   using V = Vec<acc_t>;
   constexpr int64_t L = V::size();
-  // Only the last vector of a tail block is partial.
-  auto width = [&](int v) { return (kFull || v + 1 < MV) ? L : n_last; };
   // Even and odd groups go to separate accumulators: twice the independent add chains.
   V even[MV], odd[MV];
   for (int v = 0; v < MV; ++v) {
-    even[v] = V::loadu(rows[0] + off + v * L, width(v));
+    even[v] = V::loadu(slice + offsets[0] + v * L);
     odd[v] = V(acc_t(0));
   }
   int64_t g = 1;
-  for (; g + 1 < G; g += 2)
+  for (; g + 1 < G; g += 2) {
+    const acc_t* a = slice + offsets[g];
+    const acc_t* b = slice + offsets[g + 1];
     for (int v = 0; v < MV; ++v) {
-      odd[v] = odd[v] + V::loadu(rows[g] + off + v * L, width(v));
-      even[v] = even[v] + V::loadu(rows[g + 1] + off + v * L, width(v));
+      odd[v] = odd[v] + V::loadu(a + v * L);
+      even[v] = even[v] + V::loadu(b + v * L);
     }
+  }
   if (g < G)
-    for (int v = 0; v < MV; ++v) odd[v] = odd[v] + V::loadu(rows[g] + off + v * L, width(v));
-  for (int v = 0; v < MV; ++v) (even[v] + odd[v]).store(out + off + v * L, width(v));
+    for (int v = 0; v < MV; ++v) odd[v] = odd[v] + V::loadu(slice + offsets[g] + v * L);
+  for (int v = 0; v < MV; ++v) {
+    const V sum = even[v] + odd[v];
+    if (v + 1 < MV || n_last == L) sum.store(out + v * L);
+    else sum.store(out + v * L, n_last);
+  }
 }
 
-// Sums, for one token, the G table rows its codes select into out[0, D).
+// One token's first n outputs of a table slice; `offsets` are the token's G row offsets into it.
+// The slice holds whole vectors past n, so every block loads whole vectors.
 template <typename acc_t>
-void lookup_sum(const acc_t* const* rows, int64_t G, int64_t D, acc_t* out) {
+inline void lookup_slice(const acc_t* slice, const int64_t* offsets, int64_t G, int64_t n, acc_t* out) {
   constexpr int64_t L = Vec<acc_t>::size();
   int64_t d = 0;
-  for (; d + 4 * L <= D; d += 4 * L) lookup_block<acc_t, 4, true>(rows, G, d, L, out);
-  for (; d + L <= D; d += L) lookup_block<acc_t, 1, true>(rows, G, d, L, out);
-  if (d < D) lookup_block<acc_t, 1, false>(rows, G, d, D - d, out);
+  for (; d + 4 * L < n; d += 4 * L) lookup_block<acc_t, 4>(slice + d, offsets, G, L, out + d);
+  const int64_t rest = n - d, vectors = (rest + L - 1) / L, n_last = rest - (vectors - 1) * L;
+  if (vectors == 4) lookup_block<acc_t, 4>(slice + d, offsets, G, n_last, out + d);
+  else if (vectors == 3) lookup_block<acc_t, 3>(slice + d, offsets, G, n_last, out + d);
+  else if (vectors == 2) lookup_block<acc_t, 2>(slice + d, offsets, G, n_last, out + d);
+  else if (vectors == 1) lookup_block<acc_t, 1>(slice + d, offsets, G, n_last, out + d);
 }
 
 }  // namespace bitcodes_ext::cpu
