@@ -20,16 +20,17 @@ def median_ms(fn, device, *, min_run_time=0.5, warmup=3):
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def interleaved_medians(fns, device, *, rounds=3, min_run_time=0.5, progress=None):
-    """Times every function `rounds` times in turn and keeps the median: drift on a noisy
-    machine then hits all of them alike instead of whichever ran last."""
+def interleaved_samples(fns, device, *, rounds=3, min_run_time=0.5, progress=None):
+    """Times every function `rounds` times in turn: {name: [median ms of each round]}. Drift on a
+    noisy machine then hits all of them alike instead of whichever ran last, and the rounds of
+    two functions can be compared pairwise."""
     samples = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             samples[name].append(median_ms(fn, device, min_run_time=min_run_time))
             if progress is not None:
                 progress.update(1)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def gemm_peak_gflops(device, dtype=torch.float32, n=2048, samples=3):

@@ -7,10 +7,15 @@ import os
 BASELINES = (("reference", "vs ref"), ("reference+compile", "vs compile"), ("two-GEMM torch", "vs 2-GEMM"))
 
 
-def row(mode, tokens, features, num_bits, name, ms, times, effective_flops, roofline_ms, out_floor_ms, floor_bytes, bandwidth_gbs):
+def row(mode, tokens, features, num_bits, name, ms, times, rounds, effective_flops, roofline_ms, out_floor_ms, floor_bytes, bandwidth_gbs):
     r = dict(mode=mode, tokens=tokens, features=features, num_bits=num_bits, implementation=name, ms=ms)
     for baseline, _ in BASELINES:
         r[f"speedup_vs_{baseline}"] = times[baseline] / ms if baseline in times else None
+    # Each round's median, and the speedup within each round (both timed minutes apart at most):
+    # how far the machine's drift moves the ratio.
+    r["round_ms"] = rounds[name]
+    reference = rounds.get("reference")
+    r["speedup_vs_reference_by_round"] = [a / b for a, b in zip(reference, rounds[name])] if reference else None
     r.update(
         effective_gflops=effective_flops / (ms * 1e-3) / 1e9,
         roofline_ms=roofline_ms,
@@ -61,7 +66,8 @@ def save(meta, rows, stem):
     with open(stem + ".csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        # Lists (the per-round values) as one field each.
+        writer.writerows({k: ";".join(f"{x:.4g}" for x in v) if isinstance(v, list) else v for k, v in r.items()} for r in rows)
     plot(meta, rows, stem + ".png")
     return [stem + ".json", stem + ".csv", stem + ".png"]
 
