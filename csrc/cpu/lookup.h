@@ -46,7 +46,8 @@ inline LookupTables make_lookup_tables(const at::Tensor& codebook_acc, int64_t n
   const int64_t B = codebook_acc.size(0) / 2, D = codebook_acc.size(1);
   const int64_t K = num_tokens < 64 ? 1 : 4, G = (B + K - 1) / K, E = int64_t(1) << K;
   const int64_t elem = int64_t(codebook_acc.element_size());
-  const int64_t lanes = 32 / elem;  // one AVX2 vector: slices of whole vectors need no masked loads
+  // Slices of whole vectors of this build (AVX2 or AVX-512): lookup_block loads whole vectors.
+  const int64_t lanes = int64_t(Vec<float>::size() * sizeof(float)) / elem;
   const int64_t whole_d = (D + lanes - 1) / lanes * lanes;
   const int64_t width = std::min(whole_d, std::max(lanes, kLookupSliceBytes / (G * E * elem) / lanes * lanes));
   const int64_t slices = (D + width - 1) / width;
