@@ -12,7 +12,6 @@ computing it ("out floor ms" shows that cost).
 """
 
 import argparse
-import statistics
 import os
 import sys
 
@@ -137,13 +136,12 @@ def bench_device(device, args, progress):
             rounds = harness.interleaved_samples(
                 steps, device, rounds=args.rounds, min_run_time=args.min_run_time, progress=progress
             )
-            times = {name: statistics.median(values) for name, values in rounds.items()}
             effective, floor_flops, floor_bytes = work(tokens, features, num_bits, training, torch.finfo(dtype).bits // 8)
             roofline = max(floor_flops / (peak * 1e9), floor_bytes / (bandwidth * 1e9)) * 1e3
             out_floor = harness.fresh_output_ms((tokens, features), device, dtype)
-            for name, ms in times.items():
+            for name in rounds:
                 rows.append(
-                    results.row(mode, tokens, features, num_bits, name, ms, times, rounds, effective, roofline, out_floor, floor_bytes, bandwidth)
+                    results.row(mode, tokens, features, num_bits, name, rounds, effective, roofline, out_floor, floor_bytes, bandwidth)
                 )
     return meta, rows, skipped
 

@@ -2,7 +2,6 @@
 
 import os
 import platform
-import statistics
 import time
 
 import torch

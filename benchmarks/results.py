@@ -3,11 +3,15 @@
 import csv
 import json
 import os
+import statistics
 
 BASELINES = (("reference", "vs ref"), ("reference+compile", "vs compile"), ("two-GEMM torch", "vs 2-GEMM"))
 
 
-def row(mode, tokens, features, num_bits, name, ms, times, rounds, effective_flops, roofline_ms, out_floor_ms, floor_bytes, bandwidth_gbs):
+def row(mode, tokens, features, num_bits, name, rounds, effective_flops, roofline_ms, out_floor_ms, floor_bytes, bandwidth_gbs):
+    """One implementation's result; `rounds` holds every implementation's per-round medians."""
+    times = {other: statistics.median(values) for other, values in rounds.items()}
+    ms = times[name]
     r = dict(mode=mode, tokens=tokens, features=features, num_bits=num_bits, implementation=name, ms=ms)
     for baseline, _ in BASELINES:
         r[f"speedup_vs_{baseline}"] = times[baseline] / ms if baseline in times else None
