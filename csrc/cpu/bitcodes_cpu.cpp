@@ -7,6 +7,7 @@
 #include "microkernels.h"
 #include "noise.h"
 #include "output_memory.h"
+#include "panels.h"
 #include "prepared_codebook.h"
 #include "tiles.h"
 
@@ -24,7 +25,7 @@ template <typename scalar_t, typename acc_t>
 void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodebook& cb,
                     const LookupTables& lut, const acc_t* noise, bool training, uint64_t seed,
                     scalar_t* y, int64_t* bits, acc_t* z) {
-  const int64_t B = cb.num_bits, Bp = cb.padded;
+  const int64_t B = cb.num_bits, Bp = cb.padded_bits;
   const acc_t* wt = cb.wt.const_data_ptr<acc_t>();
   const acc_t* bias = cb.bias.const_data_ptr<acc_t>();
   const bool draw_noise = training && noise == nullptr;
@@ -56,7 +57,7 @@ template <typename scalar_t, typename acc_t>
 void backward_kernel(const scalar_t* g, const scalar_t* x, const acc_t* z, int64_t N, int64_t D,
                      const PreparedCodebook& cb, const acc_t* w_panels, acc_t tau, scalar_t* dx,
                      acc_t* partials, int64_t chunks) {
-  const int64_t B = cb.num_bits, Bp = cb.padded;
+  const int64_t B = cb.num_bits, Bp = cb.padded_bits;
   const acc_t* wt = cb.wt.const_data_ptr<acc_t>();
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> g_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
@@ -89,7 +90,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_i
                                                            double temperature, bool training,
                                                            bool euclidean) {
   constexpr const char* op = "bitcodes_ext::forward";
-  const auto noise = check_forward(x_in, codebook, noise_in, temperature, training, op);
+  const auto noise = check_forward_and_convert_noise(x_in, codebook, noise_in, temperature, training, op);
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
   const auto acc_type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.contiguous();

@@ -14,25 +14,25 @@
 
 namespace bitcodes_ext::cpu {
 
-// One chunk's partial sums, laid out in a row of `partials`: S (padded x D), sum_t g (D), rsum (padded).
-inline int64_t partial_row_size(int64_t padded, int64_t features) {
-  return padded * features + features + padded;
+// One chunk's partial sums, laid out in a row of `partials`: S (padded_bits x D), sum_t g (D), rsum (padded_bits).
+inline int64_t partial_row_size(int64_t padded_bits, int64_t features) {
+  return padded_bits * features + features + padded_bits;
 }
 
 template <typename acc_t>
 struct PartialSums {
   acc_t *S, *grad_sum, *r_sum;
-  PartialSums(acc_t* row, int64_t padded, int64_t features)
-      : S(row), grad_sum(row + padded * features), r_sum(row + padded * features + features) {}
+  PartialSums(acc_t* row, int64_t padded_bits, int64_t features)
+      : S(row), grad_sum(row + padded_bits * features), r_sum(row + padded_bits * features + features) {}
 };
 
 // Zeroes one chunk's partial sums, then calls body(sums, t0, nt) for each of its tiles in order.
 template <typename acc_t, typename Body>
 inline void for_each_chunk_tile(int64_t chunk, int64_t chunks, int64_t num_tokens, acc_t* partials,
-                                int64_t padded, int64_t features, Body&& body) {
-  const int64_t row = partial_row_size(padded, features), tiles = num_tiles(num_tokens);
+                                int64_t padded_bits, int64_t features, Body&& body) {
+  const int64_t row = partial_row_size(padded_bits, features), tiles = num_tiles(num_tokens);
   std::fill(partials + chunk * row, partials + (chunk + 1) * row, acc_t(0));
-  PartialSums<acc_t> sums(partials + chunk * row, padded, features);
+  PartialSums<acc_t> sums(partials + chunk * row, padded_bits, features);
   for (int64_t tile = chunk_first_tile(chunk, chunks, tiles); tile < chunk_first_tile(chunk + 1, chunks, tiles);
        ++tile) {
     const int64_t t0 = tile * kTileTokens;
@@ -43,7 +43,7 @@ inline void for_each_chunk_tile(int64_t chunk, int64_t chunks, int64_t num_token
 // One row of partial sums per chunk of tokens. Each chunk zeroes its own row in the kernel
 // (first touched by the thread that fills it); without tokens no kernel runs, so zero here.
 inline at::Tensor make_partials(int64_t num_tokens, const PreparedCodebook& cb, const at::TensorOptions& acc) {
-  const int64_t row = partial_row_size(cb.padded, cb.features);
+  const int64_t row = partial_row_size(cb.padded_bits, cb.features);
   const int64_t chunks = num_chunks(num_tokens, row * int64_t(acc.dtype().itemsize()));
   return num_tokens > 0 ? at::empty({chunks, row}, acc) : at::zeros({chunks, row}, acc);
 }
@@ -63,9 +63,9 @@ inline at::Tensor finish_codebook_grad(const at::Tensor& partials, const Prepare
     });
   });
   const int64_t B = cb.num_bits, D = cb.features;
-  const auto S = total.narrow(0, 0, cb.padded * D).view({cb.padded, D}).narrow(0, 0, B);
-  const auto grad_sum = total.narrow(0, cb.padded * D, D);
-  const auto r_sum = total.narrow(0, cb.padded * D + D, B);
+  const auto S = total.narrow(0, 0, cb.padded_bits * D).view({cb.padded_bits, D}).narrow(0, 0, B);
+  const auto grad_sum = total.narrow(0, cb.padded_bits * D, D);
+  const auto r_sum = total.narrow(0, cb.padded_bits * D + D, B);
   return assemble_codebook_grad(S, grad_sum, r_sum, cb.codebook, euclidean, out_dtype);
 }
 

@@ -113,7 +113,7 @@ at::Tensor decode_backward_cpu(const at::Tensor& grad_y_in, const at::Tensor& bi
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, codebook.scalar_type(), "bitcodes_decode_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       decode_backward_kernel<scalar_t, acc_t>(grad_y.const_data_ptr<scalar_t>(), bits.const_data_ptr<uint8_t>(),
-                                              N, B, cb.padded, D, partials.mutable_data_ptr<acc_t>(), chunks);
+                                              N, B, cb.padded_bits, D, partials.mutable_data_ptr<acc_t>(), chunks);
     });
   }
   return finish_codebook_grad(partials, cb, /*euclidean=*/false, codebook.scalar_type());

@@ -14,8 +14,7 @@
 
 namespace bitcodes_ext::cpu {
 
-// The overlapped sum y = sum_i c[2i + bit_i] as look-ups: bits are read `group_bits` at a time,
-// and table[g][m] holds the sum of the codes that group g's bit pattern m selects (bit j of m
+// Bits are read `group_bits` at a time, and table[g][m] holds the sum of the codes that group g's bit pattern m selects (bit j of m
 // is bit g * group_bits + j).
 //
 // The tables are cut along the features into slices of `width` features, each stored
@@ -40,8 +39,9 @@ struct LookupTables {
 // were slower at 16384 tokens, twice (benchmarks/NOTES.md, rows 17 and 20).
 constexpr int64_t kLookupSliceBytes = 128 * 1024;
 
-// Four bits per group cut the adds per token by four; the table then holds 16 * num_bits / 4
-// rows per group, so it pays off once a call has a few dozen tokens.
+// Four bits per group cut the adds per token by four; each group's table then holds 16 rows
+// (4 * num_bits rows in all, against 2 * num_bits codes), so it pays off once a call has a few
+// dozen tokens.
 inline LookupTables make_lookup_tables(const at::Tensor& codebook_acc, int64_t num_tokens) {
   const int64_t B = codebook_acc.size(0) / 2, D = codebook_acc.size(1);
   const int64_t K = num_tokens < 64 ? 1 : 4, G = (B + K - 1) / K, E = int64_t(1) << K;
@@ -94,6 +94,51 @@ inline void pack_codes(const uint8_t* bits, int64_t num_bits, const LookupTables
     for (int64_t j = 0; 4 * full + j < num_bits; ++j) code |= uint8_t(bits[4 * full + j] << j);
     codes[full] = code;
   }
+}
+
+// MV vectors of one token's slice: out[v] = sum_g slice[offsets[g] + v * L]. Slices hold whole
+// vectors (zero-padded), so only the store of the slice's last vector may be partial (n_last).
+template <typename acc_t, int MV>
+inline void lookup_block(const acc_t* slice, const int64_t* offsets, int64_t G, int64_t n_last,
+                         acc_t* out) {
+  using V = Vec<acc_t>;
+  constexpr int64_t L = V::size();
+  // Even and odd groups go to separate accumulators: twice the independent add chains.
+  V even[MV], odd[MV];
+  for (int v = 0; v < MV; ++v) {
+    even[v] = V::loadu(slice + offsets[0] + v * L);
+    odd[v] = V(acc_t(0));
+  }
+  int64_t g = 1;
+  for (; g + 1 < G; g += 2) {
+    const acc_t* a = slice + offsets[g];
+    const acc_t* b = slice + offsets[g + 1];
+    for (int v = 0; v < MV; ++v) {
+      odd[v] = odd[v] + V::loadu(a + v * L);
+      even[v] = even[v] + V::loadu(b + v * L);
+    }
+  }
+  if (g < G)
+    for (int v = 0; v < MV; ++v) odd[v] = odd[v] + V::loadu(slice + offsets[g] + v * L);
+  for (int v = 0; v < MV; ++v) {
+    const V sum = even[v] + odd[v];
+    if (v + 1 < MV || n_last == L) sum.store(out + v * L);
+    else sum.store(out + v * L, n_last);
+  }
+}
+
+// One token's first n outputs of a table slice; `offsets` are the token's G row offsets into it.
+// The slice holds whole vectors past n, so every block loads whole vectors.
+template <typename acc_t>
+inline void lookup_slice(const acc_t* slice, const int64_t* offsets, int64_t G, int64_t n, acc_t* out) {
+  constexpr int64_t L = Vec<acc_t>::size();
+  int64_t d = 0;
+  for (; d + 4 * L < n; d += 4 * L) lookup_block<acc_t, 4>(slice + d, offsets, G, L, out + d);
+  const int64_t rest = n - d, vectors = (rest + L - 1) / L, n_last = rest - (vectors - 1) * L;
+  if (vectors == 4) lookup_block<acc_t, 4>(slice + d, offsets, G, n_last, out + d);
+  else if (vectors == 3) lookup_block<acc_t, 3>(slice + d, offsets, G, n_last, out + d);
+  else if (vectors == 2) lookup_block<acc_t, 2>(slice + d, offsets, G, n_last, out + d);
+  else if (vectors == 1) lookup_block<acc_t, 1>(slice + d, offsets, G, n_last, out + d);
 }
 
 // y[t] = sum_g tables[g][codes[t][g]] for the nt tokens of a tile; `buffer` holds nt * D

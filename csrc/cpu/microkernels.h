@@ -1,7 +1,11 @@
-// Register-blocked building blocks of the CPU kernels, templated on the accumulation type.
-// Each one works on a tile of tokens that is already in the accumulation type; the ops in
-// bitcodes_cpu.cpp chain them per tile so that a tile's intermediates stay in cache.
+// Register-blocked building blocks of the CPU kernels, templated on the accumulation type: the
+// projections, dx = r.W, the codebook sums, and the per-token threshold and straight-through
+// terms. Their operands are already in the accumulation type; the ops (bitcodes_cpu.cpp,
+// decode_cpu.cpp, vq_cpu.cpp) chain them per tile of tokens so that a tile's intermediates stay
+// in cache. The overlapped sum's look-ups live in lookup.h.
 #pragma once
+
+#include "panels.h"
 
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
@@ -39,7 +43,8 @@ inline void project_block(const acc_t* A, int64_t lda, const acc_t* Wt, int64_t 
     for (int v = 0; v < MV; ++v) acc[t][v].store(out + t * ldo + v * L);
 }
 
-// All token rows against MV vectors of bits starting at column b.
+// All nt token rows against the MV vectors of columns at Wt (bits for the logits and u, codes
+// for vq): register blocks of MT tokens, then single tokens for the rest.
 template <typename acc_t, int MT, int MV>
 inline void project_columns(const acc_t* A, int64_t nt, int64_t lda, const acc_t* Wt, int64_t ldw,
                             int64_t D, acc_t* out, int64_t ldo) {
@@ -88,13 +93,6 @@ inline void combine_block(const acc_t* R, int64_t ldr, int64_t nb, const acc_t* 
       if (kFull || v + 1 < MV) acc[t][v].store(out + t * ldo + v * L);
       else acc[t][v].store(out + t * ldo + v * L, n_last);
     }
-}
-
-// Width of a column panel: three vectors, the widest register block of combine_block and
-// accumulate_block.
-template <typename acc_t>
-constexpr int64_t panel_width() {
-  return 3 * Vec<acc_t>::size();
 }
 
 template <typename acc_t, int MV, bool kFull>
@@ -237,53 +235,6 @@ inline void straight_through_token(const acc_t* z, int64_t num_bits, int64_t pad
     bit.store(bits + i);
     (V::loadu(r_sum + i) + rr).store(r_sum + i);
   }
-}
-
-// ---- y[t] = sum_g tables[g][codes[t][g]]: the overlapped sum as table look-ups. ----
-
-// MV vectors of one token's slice: out[v] = sum_g slice[offsets[g] + v * L]. Slices hold whole
-// vectors (zero-padded), so only the store of the slice's last vector may be partial (n_last).
-template <typename acc_t, int MV>
-inline void lookup_block(const acc_t* slice, const int64_t* offsets, int64_t G, int64_t n_last,
-                         acc_t* out) {
-  using V = Vec<acc_t>;
-  constexpr int64_t L = V::size();
-  // Even and odd groups go to separate accumulators: twice the independent add chains.
-  V even[MV], odd[MV];
-  for (int v = 0; v < MV; ++v) {
-    even[v] = V::loadu(slice + offsets[0] + v * L);
-    odd[v] = V(acc_t(0));
-  }
-  int64_t g = 1;
-  for (; g + 1 < G; g += 2) {
-    const acc_t* a = slice + offsets[g];
-    const acc_t* b = slice + offsets[g + 1];
-    for (int v = 0; v < MV; ++v) {
-      odd[v] = odd[v] + V::loadu(a + v * L);
-      even[v] = even[v] + V::loadu(b + v * L);
-    }
-  }
-  if (g < G)
-    for (int v = 0; v < MV; ++v) odd[v] = odd[v] + V::loadu(slice + offsets[g] + v * L);
-  for (int v = 0; v < MV; ++v) {
-    const V sum = even[v] + odd[v];
-    if (v + 1 < MV || n_last == L) sum.store(out + v * L);
-    else sum.store(out + v * L, n_last);
-  }
-}
-
-// One token's first n outputs of a table slice; `offsets` are the token's G row offsets into it.
-// The slice holds whole vectors past n, so every block loads whole vectors.
-template <typename acc_t>
-inline void lookup_slice(const acc_t* slice, const int64_t* offsets, int64_t G, int64_t n, acc_t* out) {
-  constexpr int64_t L = Vec<acc_t>::size();
-  int64_t d = 0;
-  for (; d + 4 * L < n; d += 4 * L) lookup_block<acc_t, 4>(slice + d, offsets, G, L, out + d);
-  const int64_t rest = n - d, vectors = (rest + L - 1) / L, n_last = rest - (vectors - 1) * L;
-  if (vectors == 4) lookup_block<acc_t, 4>(slice + d, offsets, G, n_last, out + d);
-  else if (vectors == 3) lookup_block<acc_t, 3>(slice + d, offsets, G, n_last, out + d);
-  else if (vectors == 2) lookup_block<acc_t, 2>(slice + d, offsets, G, n_last, out + d);
-  else if (vectors == 1) lookup_block<acc_t, 1>(slice + d, offsets, G, n_last, out + d);
 }
 
 }  // namespace bitcodes_ext::cpu

@@ -10,8 +10,8 @@
 
 namespace bitcodes_ext::cpu {
 
-// Tokens per tile: a multiple of the 3- and 4-token register blocks, small enough that a
-// tile of x and its logits stay in L1/L2.
+// Tokens per tile: a multiple of every token count of the register blocks (4, 6 and 12 in the
+// projections, 4 in combine_rows), small enough that a tile of x and its logits stay in L1/L2.
 constexpr int64_t kTileTokens = 48;
 
 inline int64_t num_tiles(int64_t num_tokens) { return (num_tokens + kTileTokens - 1) / kTileTokens; }

@@ -5,6 +5,7 @@
 #include "../checks.h"
 #include "microkernels.h"
 #include "output_memory.h"
+#include "panels.h"
 #include "tiles.h"
 
 #include <ATen/Dispatch.h>
@@ -19,24 +20,20 @@
 namespace bitcodes_ext::cpu {
 namespace {
 
-// The codebook, transposed and packed in blocks of 3 vectors of codes (the projection's
-// register block): block j holds codes [3Lj, 3Lj + 3L) as D rows of 3L contiguous values, so a
-// block streams from L1 for every token of a tile (a plain D x K transpose strides by K between
-// rows, and its rows alias the same cache sets).
-template <typename acc_t>
-constexpr int64_t block_codes() {
-  return 3 * Vec<acc_t>::size();
-}
+// The codebook is transposed and cut into column panels (panels.h): panel j holds codes
+// [Pj, Pj + P) as D rows of P contiguous values, P = panel_width(), the projection's widest
+// register block, so a panel streams from L1 for every token of a tile (a plain D x K transpose
+// strides by K between rows, and its rows alias the same cache sets).
 
-// Blocks per tile of the codebook: the tile of scores (tokens x codes) stays in L1/L2.
-constexpr int64_t kBlocksPerTile = 10;
+// Panels per tile of the codebook: the tile of scores (tokens x codes) stays in L1/L2.
+constexpr int64_t kPanelsPerTile = 10;
 
 template <typename scalar_t, typename acc_t>
-void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* packed /* Kp / 3L blocks of D x 3L */,
+void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* panels /* Kp / P panels of D x P */,
                const acc_t* norms /* Kp, +inf past K */, const scalar_t* codebook, int64_t K, int64_t Kp,
                int64_t* codes, scalar_t* dist) {
   using V = Vec<acc_t>;
-  constexpr int64_t L = V::size(), W = block_codes<acc_t>(), kCodeTile = kBlocksPerTile * W;
+  constexpr int64_t L = V::size(), W = panel_width<acc_t>(), kCodeTile = kPanelsPerTile * W;
   at::parallel_for(0, num_tiles(N), 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> scores(kTileTokens * kCodeTile);
@@ -55,7 +52,7 @@ void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* packed /* K
       for (int64_t k0 = 0; k0 < Kp; k0 += kCodeTile) {
         const int64_t nk = std::min(kCodeTile, Kp - k0);
         for (int64_t b = 0; b < nk; b += W)
-          project_columns<acc_t, 4, 3>(xa, nt, D, packed + (k0 + b) * D, W, D, scores.data() + b, kCodeTile);
+          project_columns<acc_t, 4, 3>(xa, nt, D, panels + (k0 + b) * D, W, D, scores.data() + b, kCodeTile);
         for (int64_t t = 0; t < nt; ++t) {
           V best = V::loadu(lane_best.data() + t * L), code = V::loadu(lane_code.data() + t * L);
           for (int64_t k = 0; k < nk; k += L) {
@@ -111,14 +108,11 @@ std::tuple<at::Tensor, at::Tensor> vq_cpu(const at::Tensor& observations_in, con
   const auto cb = codebook.to(acc_type);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_vq_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    constexpr int64_t W = block_codes<acc_t>();
-    const int64_t Kp = (K + W - 1) / W * W;
-    auto padded = at::zeros({Kp, D}, cb.options());
-    padded.narrow(0, 0, K).copy_(cb);
-    const auto packed = padded.view({Kp / W, W, D}).transpose(1, 2).contiguous();  // (blocks, D, W)
+    const auto panels = column_panels(cb.t());  // (Kp / P, D, P), zero past K
+    const int64_t Kp = panels.size(0) * panels.size(2);
     auto norms = at::full({Kp}, std::numeric_limits<double>::infinity(), cb.options());
     norms.narrow(0, 0, K).copy_(cb.square().sum(1));
-    vq_kernel<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), N, D, packed.const_data_ptr<acc_t>(),
+    vq_kernel<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), N, D, panels.const_data_ptr<acc_t>(),
                                norms.const_data_ptr<acc_t>(), codebook.const_data_ptr<scalar_t>(), K, Kp,
                                codes.mutable_data_ptr<int64_t>(), dist.mutable_data_ptr<scalar_t>());
   });
