@@ -79,11 +79,11 @@ inline void check_temperature(double temperature, const char* op) {
                     ": temperature must be a finite number > 0, got ", temperature);
 }
 
-// Every argument of bitcodes_ext::forward; returns the noise (if any) as a contiguous tensor
-// in the accumulation type.
-inline at::Tensor check_forward(const at::Tensor& x, const at::Tensor& codebook,
-                                const std::optional<at::Tensor>& noise, double temperature, bool training,
-                                const char* op) {
+// Checks every argument of bitcodes_ext::forward, and returns the noise (if any) converted to a
+// contiguous tensor in the accumulation type (undefined without noise).
+inline at::Tensor check_forward_and_convert_noise(const at::Tensor& x, const at::Tensor& codebook,
+                                                  const std::optional<at::Tensor>& noise, double temperature,
+                                                  bool training, const char* op) {
   check_codebook(codebook, op);
   check_x(x, codebook, "x", op);
   check_temperature(temperature, op);

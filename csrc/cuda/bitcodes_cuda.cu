@@ -31,7 +31,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_
                                                             const std::optional<at::Tensor>& noise_in,
                                                             double temperature, bool training, bool euclidean) {
   constexpr const char* op = "bitcodes_ext::forward";
-  const auto noise = check_forward(x_in, codebook, noise_in, temperature, training, op);
+  const auto noise = check_forward_and_convert_noise(x_in, codebook, noise_in, temperature, training, op);
   const c10::cuda::CUDAGuard device_guard(x_in.device());
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
   const auto acc_type = at::toOpMathType(x_in.scalar_type());

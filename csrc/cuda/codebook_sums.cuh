@@ -11,7 +11,8 @@
 
 namespace bitcodes_ext::cuda {
 
-// Bit j of token t, from the training logits z (bit = z > 0) or from integer bits.
+// The codebook sums' bit operand, element (j0 + i, t) of bits^T, as 1 or 0 (0 past N and B).
+// PositiveZ: from the training margins z, bit = [z > 0] (NaN gives 0), for the training backward.
 template <typename acc_t>
 struct PositiveZ {
   const acc_t* z;
@@ -21,6 +22,7 @@ struct PositiveZ {
   }
 };
 
+// NonzeroBit: from 0/1 bits as uint8, for decode_backward.
 template <typename acc_t>
 struct NonzeroBit {
   const uint8_t* bits;

@@ -1,4 +1,21 @@
 // Host-side launch helpers shared by the CUDA ops.
+//
+// Every source in csrc/cuda/ also runs on a CPU emulation of CUDA (tools/cuda_emulator), which
+// compiles it as C++ after a few textual rewrites (tools/cuda_emulator/build.py). A kernel author
+// keeps to these spellings, or extends build.py and emu_cuda.h first:
+// - CUDA-only headers are among build.py's CUDA_INCLUDES (ATen/cuda/CUDAContext.h,
+//   c10/cuda/CUDAException.h, c10/cuda/CUDAGuard.h, ATen/cuda/CUDAGeneratorImpl.h); each becomes
+//   emu_cuda.h, which stubs what the host code uses from them.
+// - Shared memory is a `__shared__` variable at kernel scope (it becomes `static`: a block's
+//   threads are fibers of one OS thread and blocks run one after another). Dynamic shared memory is
+//   spelled exactly `extern __shared__ uint32_t mask[];`.
+// - A launch is `kernel<template args><<<grid, block, shared_bytes, stream>>>(args)`: explicit
+//   template arguments and all four launch parameters; blocks are 1-D (threadIdx.x only).
+// - The CUDA registrations are spelled `TORCH_LIBRARY_IMPL(bitcodes_ext, CUDA, m)` and
+//   `m.impl(`; they become ops of the test-only library bitcodes_emu.
+// - Device code uses only what emu_cuda.h provides: __syncthreads, __shfl_xor_sync with a full
+//   mask, atomicOr on unsigned, exp/log/fma/sqrt/min/max, the Philox engine and
+//   at::cuda::philox::unpack. Anything else fails to compile there, which is the point.
 #pragma once
 
 #include "tile_gemm.cuh"
