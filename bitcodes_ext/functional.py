@@ -32,6 +32,12 @@ def _autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     return None
 
 
+def without_autocast(device: torch.device):
+    """The pure-torch fallback's matmuls run in its float32 (or float64) accumulation type, as the
+    kernels do; autocast would otherwise round them to the autocast dtype."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def bitcodes(
     x: Tensor,
     codebook: Tensor,
@@ -64,7 +70,8 @@ def bitcodes(
             x, codebook, noise, float(temperature), bool(training), metric == "euclidean"
         )
         return y, bits
-    return reference.bitcodes(x, codebook, training=training, temperature=temperature, metric=metric, noise=noise)
+    with without_autocast(x.device):
+        return reference.bitcodes(x, codebook, training=training, temperature=temperature, metric=metric, noise=noise)
 
 
 def decode(bits: Tensor, codebook: Tensor, *, backend: str = "auto") -> Tensor:
@@ -77,4 +84,5 @@ def decode(bits: Tensor, codebook: Tensor, *, backend: str = "auto") -> Tensor:
         raise ValueError(f"bits and codebook must be on the same device, got {bits.device} and {codebook.device}")
     if use_kernels:
         return torch.ops.bitcodes_ext.decode(bits, codebook)
-    return reference.decode(bits, codebook)
+    with without_autocast(codebook.device):
+        return reference.decode(bits, codebook)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from . import _validate, reference
-from .functional import _use_kernels
+from .functional import _use_kernels, without_autocast
 
 
 def vq(observations: Tensor, codebook: Tensor, *, backend: str = "auto") -> Tuple[Tensor, Tensor]:
@@ -22,4 +22,5 @@ def vq(observations: Tensor, codebook: Tensor, *, backend: str = "auto") -> Tupl
     _validate.check_vq(observations, codebook)
     if _use_kernels(observations.device, backend):
         return torch.ops.bitcodes_ext.vq(observations, codebook)
-    return reference.vq(observations, codebook)
+    with without_autocast(observations.device):
+        return reference.vq(observations, codebook)

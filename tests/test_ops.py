@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bitcodes_ext import Bitcodes, functional
+from bitcodes_ext import Bitcodes, functional, vq
 
 ops = torch.ops.bitcodes_ext
 
@@ -63,21 +63,33 @@ def test_compile_fullgraph_from_bits(native):
     torch.testing.assert_close(torch.compile(layer.from_bits, fullgraph=True)(bits), layer.from_bits(bits))
 
 
-@pytest.mark.parametrize("backend", ["native", "torch"])
-def test_autocast_runs_in_the_autocast_dtype(request, backend):
-    if backend == "native":
-        request.getfixturevalue("native")
+def test_autocast_runs_in_the_autocast_dtype(backend):
     layer = Bitcodes(16, 5, backend=backend)
     x = torch.randn(2, 80, 16, requires_grad=True)
+    noise = torch.randn(2, 80, 5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y, bits = layer(x)
+        y, bits = layer(x, noise)
     assert y.dtype == torch.bfloat16
-    y.float().sum().backward()
-    assert layer.codebook.grad.dtype == torch.float32  # flows back through the cast
-    expected, _ = functional.bitcodes(
-        x.detach().bfloat16(), layer.codebook.detach().bfloat16(), training=True, noise=torch.zeros(2, 80, 5), backend=backend
+    # Autocast casts x and the codebook to bfloat16, as a matmul would: the same as casting by hand.
+    expected_y, expected_bits = functional.bitcodes(
+        x.detach().bfloat16(), layer.codebook.detach().bfloat16(), training=True, noise=noise, backend=backend
     )
-    assert expected.dtype == torch.bfloat16
+    assert torch.equal(bits, expected_bits) and torch.equal(y.detach(), expected_y)
+    y.float().sum().backward()
+    assert layer.codebook.grad.dtype == torch.float32 and x.grad.dtype == torch.float32  # back through the casts
+
+
+def test_from_bits_and_vq_ignore_autocast(backend):
+    # Neither has a matmul whose precision the user chose: both run in their accumulation type.
+    layer = Bitcodes(16, 5, backend=backend)
+    bits = torch.randint(0, 2, (40, 5))
+    observations, codebook = torch.randn(50, 16), torch.randn(300, 16)
+    expected_y, (expected_codes, expected_dist) = layer.from_bits(bits), vq(observations, codebook, backend=backend)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer.from_bits(bits)
+        codes, dist = vq(observations, codebook, backend=backend)
+    assert y.dtype == torch.float32 and torch.equal(y, expected_y)
+    assert torch.equal(codes, expected_codes) and torch.equal(dist, expected_dist)
 
 
 def test_autograd_gradcheck_in_float64(native):
