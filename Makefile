@@ -1,11 +1,16 @@
 # Two entry points set up everything on a fresh machine:
 #   make bench   the main job: benchmarks against bitcodes-pytorch (BENCH_ARGS=--quick for a
 #                one-minute run; see `python benchmarks/bench_bitcodes.py --help`)
-#   make test    the test suite (what CI runs): the C++ ctest, then pytest
+#   make test    the test suite (what CI runs, via .ci/run), in this order:
+#                  1. install: .venv with torch and the test dependencies, the extension compiled
+#                  2. ctest: the CPU ops as a C++ library against LibTorch, checked by a C++ test
+#                  3. emulate-cuda: tests/test_cuda_*.py on csrc/cuda/ compiled for a CPU emulation
+#                     of CUDA (no GPU needed)
+#                  4. pytest: the whole suite (the CUDA tests run there only with a GPU)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
+SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 
 .PHONY: test bench install cmake ctest emulate-cuda clean
 
@@ -23,8 +28,7 @@ install: $(VENV)/.built
 
 # The C++ test and the CUDA sources on the CUDA emulator first, so that the main pytest
 # summary closes the run.
-test: install cmake
-	cd build/cmake && ctest --output-on-failure
+test: install ctest
 	$(MAKE) emulate-cuda
 	$(PY) -m pytest
 
@@ -36,7 +40,7 @@ emulate-cuda: install
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)
-	if [ -f benchmarks/bench_vq.py ]; then $(PY) benchmarks/bench_vq.py $(BENCH_ARGS); fi
+	$(PY) benchmarks/bench_vq.py $(BENCH_ARGS)
 
 # The CPU ops as a plain C++ library against LibTorch (TORCH_CUDA_ARCH_LIST skips GPU probing).
 cmake: $(VENV)/.deps

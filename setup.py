@@ -1,8 +1,12 @@
 """Builds bitcodes_ext._C: the CPU kernels always, the CUDA kernels whenever a toolkit is found.
 
+The CUDA kernels need no GPU to build: a CUDA build of torch and a toolkit are enough.
+
 Environment:
-  FORCE_CUDA=1                  build the CUDA kernels even where no GPU is visible (CI)
-  TORCH_CUDA_ARCH_LIST="8.0;9.0"  which GPUs to build for (also forces the CUDA build); without it,
+  FORCE_CUDA=1                  fail the build, rather than skip the CUDA kernels, when no toolkit
+                                or no CUDA build of torch is found
+  BITCODES_CUDA=0               skip the CUDA kernels even where they could be built
+  TORCH_CUDA_ARCH_LIST="8.0;9.0"  which GPUs to build for (also implies FORCE_CUDA); without it,
                                 the visible GPU's, or 8.0 and 9.0 (+PTX) where none is visible
   BITCODES_CPU_CAPABILITY       DEFAULT, AVX2 or AVX512 (default: what this CPU supports)
 """
@@ -72,9 +76,9 @@ def _pip_cuda_include_dirs():
     return sorted(set(found))
 
 
-def _want_cuda(cuda_sources):
+def _want_cuda():
     """Build CUDA kernels where a toolkit and a CUDA build of torch are present; no GPU is needed."""
-    if not cuda_sources:
+    if os.environ.get("BITCODES_CUDA") == "0":
         return False
     forced = os.environ.get("FORCE_CUDA") == "1" or bool(os.environ.get("TORCH_CUDA_ARCH_LIST"))
     possible = bool(CUDA_HOME) and torch.version.cuda is not None
@@ -92,9 +96,9 @@ def extensions():
     if capability != "DEFAULT":
         cxx += [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cuda_sources = sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
+    cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
     kwargs = dict(extra_link_args=["-fopenmp"])
-    if _want_cuda(cuda_sources):
+    if _want_cuda():
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             # No GPU to build for: Ampere and Hopper, plus PTX that newer GPUs can JIT.
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
@@ -103,7 +107,6 @@ def extensions():
                 "bitcodes_ext._C",
                 sources + cuda_sources,
                 include_dirs=_pip_cuda_include_dirs(),
-                define_macros=[("BITCODES_WITH_CUDA", "1")],
                 extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
                 **kwargs,
             )

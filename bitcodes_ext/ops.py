@@ -6,12 +6,9 @@ The schemas live in csrc/bitcodes.cpp; importing this module requires the extens
 import torch
 
 from . import _extension  # noqa: F401  (loads the schemas before we register against them)
+from .reference import compute_dtype
 
 _lib = "bitcodes_ext"
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _per_bit(like: torch.Tensor, num_bits: int):
@@ -23,7 +20,7 @@ def _forward_fake(x, codebook, noise, temperature, training, euclidean):
     num_bits = codebook.shape[0] // 2
     y = torch.empty_like(x, memory_format=torch.contiguous_format)
     bits = x.new_empty(_per_bit(x, num_bits), dtype=torch.int64)
-    z = x.new_empty(_per_bit(x, num_bits) if training else (0,), dtype=_acc_dtype(x.dtype))
+    z = x.new_empty(_per_bit(x, num_bits) if training else (0,), dtype=compute_dtype(x.dtype))
     return y, bits, z
 
 
@@ -85,9 +82,3 @@ def _decode_backward(ctx, grad_y):
 
 torch.library.register_autograd(f"{_lib}::forward", _forward_backward, setup_context=_forward_setup)
 torch.library.register_autograd(f"{_lib}::decode", _decode_backward, setup_context=_decode_setup)
-
-forward = torch.ops.bitcodes_ext.forward
-backward = torch.ops.bitcodes_ext.backward
-decode = torch.ops.bitcodes_ext.decode
-decode_backward = torch.ops.bitcodes_ext.decode_backward
-vq = torch.ops.bitcodes_ext.vq

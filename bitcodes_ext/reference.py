@@ -1,7 +1,7 @@
 """The oracle: Bitcodes in plain PyTorch.
 
-This is the math of DEVELOPERS.md written as two GEMMs, with autograd doing the
-straight-through Gumbel backward. It is the fallback when the compiled kernels
+This is the math at the top of README.md written as two GEMMs, with autograd doing
+the straight-through Gumbel backward. It is the fallback when the compiled kernels
 are missing and the ground truth of every parity test, so it imports nothing
 from this package.
 """
