@@ -30,8 +30,6 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"BITCODES_CUDA_EMULATOR replaces the CPU kernels; run only tests/test_cuda_*.py, not {outside}")
 
 
-
-
 @pytest.fixture
 def native():
     """Tests that exercise the compiled CPU kernels: skipped locally without a build, failed in CI."""

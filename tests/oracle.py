@@ -9,6 +9,21 @@ import torch
 
 from bitcodes_ext import reference
 
+# Every floating dtype the ops accept.
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+
+# The dtype a kernel accumulates `dtype` inputs in: float64 for float64, float32 otherwise.
+acc_dtype = reference.compute_dtype
+
+
+def make(leading, features, num_bits, dtype):
+    """Gaussian x (*leading, features) and codebook (2 * num_bits, features), drawn in float64 and
+    rounded to `dtype`; `leading` is a token count or a tuple of leading dims."""
+    leading = (leading,) if isinstance(leading, int) else tuple(leading)
+    x = torch.randn(*leading, features, dtype=torch.float64).to(dtype)
+    codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype)
+    return x, codebook
+
 # Relative rounding bound of a margin, by the dtype the margin was accumulated in.
 MARGIN_RTOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.bfloat16: 3e-2, torch.float16: 4e-3}
 
@@ -113,3 +128,19 @@ def straight_through_bounds(x, codebook, noise, grad_y, *, temperature, metric, 
         dc[1::2] += dr.sum(0, keepdim=True).T * c[1::2].abs()
         dc[0::2] += dr.sum(0, keepdim=True).T * c[0::2].abs()
     return dx, dc
+
+
+def exact_distances(observations, codebook):
+    """Float64 distances from every observation to every code: the vq ground truth for small cases."""
+    return torch.cdist(observations.double().reshape(-1, codebook.shape[1]), codebook.double())
+
+
+def certify_codes(codes, observations, codebook, rtol):
+    """Asserts vq codes differ from the exact argmin only where the two squared distances are
+    within rounding; returns how many differ."""
+    d = exact_distances(observations, codebook)
+    chosen = d.gather(1, codes.reshape(-1, 1)).squeeze(1)
+    best = d.min(1).values
+    scale = observations.double().reshape(-1, codebook.shape[1]).square().sum(1) + codebook.double().square().sum(1).max()
+    assert ((chosen.square() - best.square()).abs() <= rtol * scale).all()
+    return int((codes.reshape(-1) != d.argmin(1)).sum())

@@ -10,10 +10,13 @@ import torch
 
 from bitcodes_ext import Bitcodes, functional
 from oracle import (
+    DTYPES,
+    acc_dtype,
     assert_within,
     certify_bits,
     close_tol,
     decode_oracle,
+    make,
     straight_through_bounds,
     sum_bound,
     tie_free_noise,
@@ -21,22 +24,11 @@ from oracle import (
 )
 
 ops = torch.ops.bitcodes_ext
-DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 # (tokens, features, num_bits): partial tiles of 64 in every dimension, several bit tiles,
 # the most bits whose mask fits next to the float64 tile stage (4064), and more bits than fit
 # for any dtype (5200), where the forward writes the bits and sums them in a second kernel.
 SHAPES = [(3, 5, 1), (130, 33, 13), (200, 64, 64), (97, 100, 65), (300, 256, 129), (64, 1024, 1024)]
 MANY_BITS = [(70, 8, 4064), (70, 8, 5200)]
-
-
-def acc_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def make(tokens, features, num_bits, dtype):
-    x = torch.randn(tokens, features, dtype=torch.float64).to(dtype)
-    codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype)
-    return x, codebook
 
 
 def grad_tol(dtype, expected):

@@ -8,7 +8,6 @@ from bitcodes_ext import Bitcodes, functional
 ops = torch.ops.bitcodes_ext
 
 
-
 @pytest.mark.parametrize("features,num_bits,name", [(0, 4, "features"), (8, 0, "num_bits"), (-1, 4, "features"), (8, 2.5, "num_bits")])
 def test_constructor_sizes(features, num_bits, name):
     with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):

@@ -7,10 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitcodes_ext import functional
-from oracle import certify_bits, close_tol, decode_oracle, tie_free_noise, train_oracle
-
-DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
-
+from oracle import DTYPES, acc_dtype, certify_bits, close_tol, decode_oracle, tie_free_noise, train_oracle
 
 # Deterministic examples for CI; `native` only checks that the kernels exist, so nothing in it
 # needs resetting per example.
@@ -34,7 +31,7 @@ def test_kernels_match_oracle(native, leading, features, num_bits, dtype, metric
     codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype).requires_grad_()
     grad_y = torch.randn(x.shape, dtype=torch.float64).to(dtype)
     tol = close_tol(dtype)
-    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    acc = acc_dtype(dtype)
 
     if training:
         noise = tie_free_noise(x.detach(), codebook.detach(), metric, dtype=torch.float64)

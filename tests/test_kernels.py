@@ -4,22 +4,11 @@ import pytest
 import torch
 
 from bitcodes_ext import Bitcodes, functional
-from oracle import certify_bits, close_tol, decode_oracle, tie_free_noise, train_oracle
+from oracle import DTYPES, acc_dtype, certify_bits, close_tol, decode_oracle, make, tie_free_noise, train_oracle
 
-DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 # (leading dims, features, num_bits): odd sizes hit every vector tail and register-block edge,
 # >= 64 tokens switch the overlapped sum to 4-bit look-up tables.
 SHAPES = [((3,), 5, 1), ((2, 7), 8, 4), ((130,), 33, 13), ((4, 50), 64, 8), ((97,), 100, 37), ((300,), 17, 64)]
-
-
-def make(shape, features, num_bits, dtype):
-    x = torch.randn(*shape, features, dtype=torch.float64).to(dtype)
-    codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype)
-    return x, codebook
-
-
-def acc_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 @pytest.mark.parametrize("metric", ["dot", "euclidean"])

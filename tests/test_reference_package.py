@@ -11,8 +11,6 @@ from bitcodes_ext import Bitcodes, reference
 from oracle import certify_bits, close_tol, train_oracle
 
 
-
-
 def pair(features, num_bits, temperature, backend, dtype=torch.float32):
     package = PackageBitcodes(features, num_bits, temperature).to(dtype)
     ours = Bitcodes(features, num_bits, temperature, backend=backend).to(dtype)
