@@ -15,6 +15,9 @@ CUDA_KERNELS = bitcodes_ext.backend_info()["cuda_kernels"]
 # tests/test_cuda_*.py run the CUDA sources without a GPU. Only those files may run then.
 CUDA_EMULATOR = os.environ.get("BITCODES_CUDA_EMULATOR")
 if CUDA_EMULATOR:
+    # A misaligned vector access aborts (the emulator's alignment sanitizer), so that the fault
+    # handler names the test that made it.
+    os.environ.setdefault("UBSAN_OPTIONS", "abort_on_error=1")
     torch.ops.load_library(CUDA_EMULATOR)
     _emulated = torch.library.Library("bitcodes_ext", "IMPL")
     for _op in ("forward", "backward", "decode", "decode_backward", "vq"):

@@ -5,6 +5,7 @@ rounding error. Rather than loosen tolerances, every differing bit is certified:
 margin must be within the rounding bound of the dtype that computed it.
 """
 
+import numpy as np
 import torch
 
 from bitcodes_ext import reference
@@ -144,3 +145,25 @@ def certify_codes(codes, observations, codebook, rtol):
     scale = observations.double().reshape(-1, codebook.shape[1]).square().sum(1) + codebook.double().square().sum(1).max()
     assert ((chosen.square() - best.square()).abs() <= rtol * scale).all()
     return int((codes.reshape(-1) != d.argmin(1)).sum())
+
+
+def philox_logistic_noise(seed, offset, tokens, num_bits, dtype=torch.float64):
+    """The training noise the kernels draw (csrc/cpu/noise.h, csrc/cuda/noise.cuh): bit j of
+    token t is log(u / (1 - u)) for u from output j % 4 of Philox4x32-10 with key `seed`,
+    counter (offset / 4 + j / 4, t); ratio and log in `dtype`. Written from the Philox paper's
+    definition, as torch's philox_engine implements it, independently of our kernels."""
+    mask = np.uint64(0xFFFFFFFF)
+    t = np.arange(tokens, dtype=np.uint64)[:, None]
+    block = np.uint64(offset // 4) + np.arange((num_bits + 3) // 4, dtype=np.uint64)[None, :]
+    c0, c1 = block & mask, block >> np.uint64(32)
+    c2, c3 = t & mask, t >> np.uint64(32)
+    c0, c1, c2, c3 = np.broadcast_arrays(c0, c1, c2, c3)
+    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
+    for round_ in range(10):
+        p0, p1 = np.uint64(0xD2511F53) * c0, np.uint64(0xCD9E8D57) * c2
+        c0, c1, c2, c3 = (p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & mask, (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & mask
+        if round_ < 9:
+            k0, k1 = (k0 + np.uint64(0x9E3779B9)) & mask, (k1 + np.uint64(0xBB67AE85)) & mask
+    draws = np.stack([c0, c1, c2, c3], axis=-1).reshape(tokens, -1)[:, :num_bits]
+    u = torch.from_numpy(((draws >> np.uint64(9)).astype(np.float64) + 0.5) / (1 << 23)).to(dtype)
+    return (u / (1 - u)).log()

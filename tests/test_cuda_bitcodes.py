@@ -24,9 +24,9 @@ from oracle import (
 )
 
 ops = torch.ops.bitcodes_ext
-# (tokens, features, num_bits): partial tiles of 64 in every dimension, several bit tiles,
-# the most bits whose mask fits next to the float64 tile stage (4064), and more bits than fit
-# for any dtype (5200), where the forward writes the bits and sums them in a second kernel.
+# (tokens, features, num_bits): partial tiles in every dimension, several bit tiles, and many
+# bit tiles and partial sums of 64 pairs (4064, 5200 bits; more than 64 bits take the split
+# forward: the bits, then y from the packed bits in a second kernel).
 SHAPES = [(3, 5, 1), (130, 33, 13), (200, 64, 64), (97, 100, 65), (300, 256, 129), (64, 1024, 1024)]
 MANY_BITS = [(70, 8, 4064), (70, 8, 5200)]
 

@@ -12,19 +12,28 @@
 namespace bitcodes_ext::cuda {
 namespace {
 
+// Fused (one kernel) where the bits fit its mask and its token tiles fill the GPU at least once;
+// otherwise split: bits over a grid of (token tiles, bit tiles), then y over (token tiles,
+// feature tiles) from the packed bits, so that small batches still occupy every SM.
 template <typename scalar_t, typename acc_t, bool kTraining, bool kDrawNoise>
-void launch_forward(const ForwardArgs<scalar_t, acc_t>& args) {
-  const dim3 grid = token_tiles(args.N);
-  if (fits_fused<acc_t>(args.B)) {
-    forward_kernel<scalar_t, acc_t, kTraining, kDrawNoise, true><<<grid, kThreads, mask_bytes(args.B), current_stream()>>>(args);
+void launch_forward(ForwardArgs<scalar_t, acc_t> args, const at::TensorOptions& options) {
+  with_width(args.B, [&](auto width) {
+    using T = TileFor<acc_t, decltype(width)::value>;
+    if (args.B <= kFusedBits && ceil_div(args.N, T::kRows) >= sm_count()) {
+      forward_kernel<scalar_t, T, kTraining, kDrawNoise, true><<<grid_of(args.N, T::kRows), T::kThreads, 0, current_stream()>>>(args);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
+    const int64_t words = bit_words(args.B);
+    const at::Tensor packed = at::empty({args.N, words}, options.dtype(at::kInt));
+    args.words = reinterpret_cast<uint32_t*>(packed.mutable_data_ptr<int32_t>());
+    forward_kernel<scalar_t, T, kTraining, kDrawNoise, false><<<grid_of(args.N, T::kRows, ceil_div(args.B, T::kCols)), T::kThreads, 0, current_stream()>>>(args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return;
-  }
-  forward_kernel<scalar_t, acc_t, kTraining, kDrawNoise, false><<<grid, kThreads, 0, current_stream()>>>(args);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  decode_kernel<scalar_t, acc_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(args.bits, args.N, args.B, args.D,
-                                                                                    args.codebook, args.y);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+    using Y = DecodeTileFor<acc_t>;
+    decode_kernel<scalar_t, Y, PackedBits><<<grid_of(args.N, Y::kRows, ceil_div(args.D, Y::kCols)), Y::kThreads, 0, current_stream()>>>(
+        PackedBits{args.words, args.N, words}, args.N, args.B, args.D, args.codebook, args.y);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_in, const at::Tensor& codebook,
@@ -53,13 +62,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_
         x.const_data_ptr<scalar_t>(), w.const_data_ptr<acc_t>(), bias.const_data_ptr<acc_t>(),
         cb.const_data_ptr<acc_t>(), noise.defined() ? noise.const_data_ptr<acc_t>() : nullptr,
         N, B, D, philox, y.mutable_data_ptr<scalar_t>(), bits.mutable_data_ptr<int64_t>(),
-        training ? z.mutable_data_ptr<acc_t>() : nullptr};
+        training ? z.mutable_data_ptr<acc_t>() : nullptr, nullptr};
     if (!training) {
-      launch_forward<scalar_t, acc_t, false, false>(args);
+      launch_forward<scalar_t, acc_t, false, false>(args, x.options());
     } else if (draw_noise) {
-      launch_forward<scalar_t, acc_t, true, true>(args);
+      launch_forward<scalar_t, acc_t, true, true>(args, x.options());
     } else {
-      launch_forward<scalar_t, acc_t, true, false>(args);
+      launch_forward<scalar_t, acc_t, true, false>(args, x.options());
     }
   });
   return {y, bits, z};
@@ -85,15 +94,19 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_y_in, co
   at::Tensor S;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    straight_through_kernel<scalar_t, acc_t><<<token_tiles(N, ceil_div(B, kTile)), kThreads, 0, current_stream()>>>(
-        grad_y.const_data_ptr<scalar_t>(), w.const_data_ptr<acc_t>(), z.const_data_ptr<acc_t>(), N, B, D,
-        acc_t(temperature), r.mutable_data_ptr<acc_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    input_grad_kernel<scalar_t, acc_t><<<token_tiles(N, ceil_div(D, kTile)), kThreads, 0, current_stream()>>>(
+    with_width(B, [&](auto width) {
+      using T = TileFor<acc_t, decltype(width)::value>;
+      straight_through_kernel<scalar_t, T><<<grid_of(N, T::kRows, ceil_div(B, T::kCols)), T::kThreads, 0, current_stream()>>>(
+          grad_y.const_data_ptr<scalar_t>(), w.const_data_ptr<acc_t>(), z.const_data_ptr<acc_t>(), N, B, D,
+          acc_t(temperature), r.mutable_data_ptr<acc_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    using X = TileFor<acc_t, 64>;
+    input_grad_kernel<scalar_t, X><<<grid_of(N, X::kRows, ceil_div(D, X::kCols)), X::kThreads, 0, current_stream()>>>(
         r.const_data_ptr<acc_t>(), w.const_data_ptr<acc_t>(), N, B, D, dx.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    S = codebook_sums<scalar_t, acc_t>(PositiveZ<acc_t>{z.const_data_ptr<acc_t>(), N, B, 0}, grad_y, x, r, N, B, D,
-                                       acc_options);
+    const Matrix<acc_t, Positive<acc_t>> bits{z.const_data_ptr<acc_t>(), N, B, {}};
+    S = codebook_sums<scalar_t, acc_t>(bits, grad_y, x, r, N, B, D, acc_options);
   });
   const auto grad_sum = grad_y.view({N, D}).sum({0}, /*keepdim=*/false, acc_type);
   return {dx, assemble_codebook_grad(S, grad_sum, r.sum(0), cb, euclidean, codebook.scalar_type())};

@@ -34,8 +34,9 @@ at::Tensor decode_cuda(const at::Tensor& bits_in, const at::Tensor& codebook) {
   const auto cb = codebook.to(at::toOpMathType(codebook.scalar_type())).contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, codebook.scalar_type(), "bitcodes_decode_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    decode_kernel<scalar_t, acc_t, uint8_t><<<token_tiles(N), kThreads, 0, current_stream()>>>(
-        bits.const_data_ptr<uint8_t>(), N, B, D, cb.const_data_ptr<acc_t>(), y.mutable_data_ptr<scalar_t>());
+    using T = DecodeTileFor<acc_t>;
+    decode_kernel<scalar_t, T, ByteBits><<<grid_of(N, T::kRows, ceil_div(D, T::kCols)), T::kThreads, 0, current_stream()>>>(
+        ByteBits{bits.const_data_ptr<uint8_t>(), N, B}, N, B, D, cb.const_data_ptr<acc_t>(), y.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;
@@ -56,8 +57,8 @@ at::Tensor decode_backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& b
   at::Tensor S;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, codebook.scalar_type(), "bitcodes_decode_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    S = codebook_sums<scalar_t, acc_t>(NonzeroBit<acc_t>{bits.const_data_ptr<uint8_t>(), N, B, 0}, grad_y,
-                                       at::Tensor(), at::Tensor(), N, B, D, acc_options);
+    const Matrix<uint8_t, Nonzero<acc_t>> byte_bits{bits.const_data_ptr<uint8_t>(), N, B, {}};
+    S = codebook_sums<scalar_t, acc_t>(byte_bits, grad_y, at::Tensor(), at::Tensor(), N, B, D, acc_options);
   });
   const auto grad_sum = grad_y.view({N, D}).sum({0}, /*keepdim=*/false, acc_type);
   return assemble_codebook_grad(S, grad_sum, at::Tensor(), cb, /*euclidean=*/false, codebook.scalar_type());

@@ -13,12 +13,17 @@
 //   template arguments and all four launch parameters; blocks are 1-D (threadIdx.x only).
 // - The CUDA registrations are spelled `TORCH_LIBRARY_IMPL(bitcodes_ext, CUDA, m)` and
 //   `m.impl(`; they become ops of the test-only library bitcodes_emu.
+// - 16-byte vector accesses go through vector_io.cuh (Vec, load_vec, store_vec); the emulator
+//   aborts on a misaligned one, as a GPU faults, so every fast path checks alignment first.
 // - Device code uses only what emu_cuda.h provides: __syncthreads, __shfl_xor_sync with a full
 //   mask, atomicOr on unsigned, exp/log/fma/sqrt/min/max, the Philox engine and
-//   at::cuda::philox::unpack. Anything else fails to compile there, which is the point.
+//   at::cuda::philox::unpack; host code, the device's SM count (getCurrentDeviceProperties,
+//   set by tests). Anything else fails to compile there, which is the point.
 #pragma once
 
 #include "tile_gemm.cuh"
+
+#include <type_traits>
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
@@ -28,10 +33,26 @@ namespace bitcodes_ext::cuda {
 
 inline cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
-// One block per 64 tokens in grid dimension x (up to 2^31 - 1 blocks, past any tensor that
-// fits), times `other` in dimension y.
-inline dim3 token_tiles(int64_t N, int64_t other = 1) {
-  return dim3(static_cast<unsigned>(ceil_div(N, kTile)), static_cast<unsigned>(other));
+inline int sm_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+
+// Calls f(std::integral_constant<int, W>) with the column tile W (16, 32 or 64) that pads
+// num_bits the least: kernels are compiled for these three widths, and problems of more than
+// 64 bits take several tiles of 64.
+template <typename F>
+void with_width(int64_t num_bits, F&& f) {
+  if (num_bits <= 16) {
+    f(std::integral_constant<int, 16>{});
+  } else if (num_bits <= 32) {
+    f(std::integral_constant<int, 32>{});
+  } else {
+    f(std::integral_constant<int, 64>{});
+  }
+}
+
+// A grid of ceil(rows / tile_rows) blocks in dimension x (up to 2^31 - 1, past any tensor that
+// fits) times `other` in dimension y.
+inline dim3 grid_of(int64_t rows, int64_t tile_rows, int64_t other = 1) {
+  return dim3(static_cast<unsigned>(ceil_div(rows, tile_rows)), static_cast<unsigned>(other));
 }
 
 }  // namespace bitcodes_ext::cuda

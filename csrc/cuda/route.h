@@ -7,6 +7,8 @@
 // benchmarks run each route this way); unset or `auto` takes the rule in choose_route.
 #pragma once
 
+#include "cores_model.h"
+
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -40,6 +42,31 @@ inline bool supports(Route route, const Problem&) {
       return true;
   }
   return false;
+}
+
+// The predicted seconds of `problem` on `route`, from the cost model of benchmarks/NOTES.md
+// ("CUDA"); the rule compares routes by it, and a GPU run tests it.
+inline double predicted_seconds(Route route, const Problem& problem) {
+  switch (route) {
+    case Route::kCudaCores: {
+      const cores_model::Shape shape{problem.tokens, problem.width, problem.features,
+                                     static_cast<int>(c10::elementSize(problem.dtype)),
+                                     problem.dtype == at::kDouble, problem.training};
+      switch (problem.op) {
+        case CudaOp::kForward:
+          return cores_model::forward_seconds(shape);
+        case CudaOp::kBackward:
+          return cores_model::backward_seconds(shape);
+        case CudaOp::kDecode:
+          return cores_model::decode_seconds(shape);
+        case CudaOp::kDecodeBackward:
+          return cores_model::decode_backward_seconds(shape);
+        case CudaOp::kVq:
+          return cores_model::vq_seconds(shape);
+      }
+    }
+  }
+  return 0;
 }
 
 inline Route choose_route(const Problem& problem) {

@@ -1,5 +1,5 @@
-// CUDA nearest-code vector quantization: one block per 64 tokens walks the codebook in tiles
-// of 64 codes, scoring |c|^2 - 2 x.c and keeping each thread's best; the 16 threads of a
+// CUDA nearest-code vector quantization: one block per tile of tokens walks the codebook in
+// tiles of 64 codes, scoring |c|^2 - 2 x.c and keeping each thread's best; the threads of a
 // token's row then agree on the winner (lowest score, then lowest code), and recompute its
 // distance directly in double. No N x K matrix exists; extra memory is O(K) for the norms.
 #include "../checks.h"
@@ -15,62 +15,62 @@
 namespace bitcodes_ext::cuda {
 namespace {
 
-template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kThreads)
-    vq_kernel(const scalar_t* x, const acc_t* codebook_acc, const acc_t* norms, const scalar_t* codebook, int64_t N,
-              int64_t K, int64_t D, int64_t* codes, scalar_t* dist) {
-  __shared__ TileStage<acc_t> stage;
-  const int64_t row0 = int64_t(blockIdx.x) * kTile;
-  const int cl = col_lane();
+template <typename scalar_t, class T>
+__global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
+    vq_kernel(const scalar_t* x, const typename T::acc* codebook_acc, const typename T::acc* norms,
+              const scalar_t* codebook, int64_t N, int64_t K, int64_t D, int64_t* codes, scalar_t* dist) {
+  using acc_t = typename T::acc;
+  __shared__ TileStage<T> stage;
+  const int64_t row0 = int64_t(blockIdx.x) * T::kRows;
+  const int cl = T::col_lane();
   // Each thread sees its columns in increasing code order, so a strict < keeps the lowest
   // code of a tie; a NaN score never wins, and a row with no finite score keeps code 0.
-  acc_t best[kMicro];
-  long long code[kMicro];
+  acc_t best[T::kMR];
+  long long code[T::kMR];
 #pragma unroll
-  for (int a = 0; a < kMicro; ++a) {
-    best[a] = std::numeric_limits<acc_t>::infinity();
-    code[a] = 0;
+  for (int m = 0; m < T::kMR; ++m) {
+    best[m] = std::numeric_limits<acc_t>::infinity();
+    code[m] = 0;
   }
-  for (int64_t c0 = 0; c0 < K; c0 += kTile) {
-    Micro<acc_t> acc;
-    zero(acc);
-    tile_gemm<true, true>(RowsAlongK<acc_t, scalar_t>{x, N, D, row0},
-                          RowsAlongK<acc_t, acc_t>{codebook_acc, K, D, c0}, 0, D, stage, acc);
+  for (int64_t c0 = 0; c0 < K; c0 += T::kCols) {
+    typename T::Acc acc;
+    zero<T>(acc);
+    tile_gemm<T, true, true>(matrix<acc_t>(x, N, D), row0, matrix<acc_t>(codebook_acc, K, D), c0, 0, D, stage, acc);
 #pragma unroll
-    for (int a = 0; a < kMicro; ++a)
+    for (int m = 0; m < T::kMR; ++m)
 #pragma unroll
-      for (int b = 0; b < kMicro; ++b) {
-        const int64_t c = c0 + cl + kLanes * b;
+      for (int n = 0; n < T::kMC; ++n) {
+        const int64_t c = c0 + T::col(n);
         if (c >= K) continue;
-        const acc_t score = norms[c] - acc_t(2) * acc[a][b];
-        if (score < best[a]) {
-          best[a] = score;
-          code[a] = c;
+        const acc_t score = norms[c] - acc_t(2) * acc[m][n];
+        if (score < best[m]) {
+          best[m] = score;
+          code[m] = c;
         }
       }
   }
-  // A row's 16 column lanes are 16 consecutive lanes of one warp.
+  // A row's column lanes are consecutive lanes of one warp.
 #pragma unroll
-  for (int a = 0; a < kMicro; ++a) {
-    for (int m = kLanes / 2; m >= 1; m /= 2) {
-      const acc_t other = __shfl_xor_sync(0xffffffffu, best[a], m);
-      const long long other_code = __shfl_xor_sync(0xffffffffu, code[a], m);
-      if (other < best[a] || (other == best[a] && other_code < code[a])) {
-        best[a] = other;
-        code[a] = other_code;
+  for (int m = 0; m < T::kMR; ++m) {
+    for (int lanes = T::kColLanes / 2; lanes >= 1; lanes /= 2) {
+      const acc_t other = __shfl_xor_sync(0xffffffffu, best[m], lanes);
+      const long long other_code = __shfl_xor_sync(0xffffffffu, code[m], lanes);
+      if (other < best[m] || (other == best[m] && other_code < code[m])) {
+        best[m] = other;
+        code[m] = other_code;
       }
     }
-    const int64_t t = row0 + row_lane() + kLanes * a;
+    const int64_t t = row0 + T::row(m);
     double sum = 0;
     if (t < N) {
-      for (int64_t d = cl; d < D; d += kLanes) {
-        const double diff = static_cast<double>(x[t * D + d]) - static_cast<double>(codebook[code[a] * D + d]);
+      for (int64_t d = cl; d < D; d += T::kColLanes) {
+        const double diff = static_cast<double>(x[t * D + d]) - static_cast<double>(codebook[code[m] * D + d]);
         sum += diff * diff;
       }
     }
-    for (int m = kLanes / 2; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+    for (int lanes = T::kColLanes / 2; lanes >= 1; lanes /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, lanes);
     if (t < N && cl == 0) {
-      codes[t] = code[a];
+      codes[t] = code[m];
       dist[t] = static_cast<scalar_t>(sqrt(sum));
     }
   }
@@ -91,7 +91,8 @@ std::tuple<at::Tensor, at::Tensor> vq_cuda(const at::Tensor& observations_in, co
   const auto norms = cb.square().sum(1);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_vq_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    vq_kernel<scalar_t, acc_t><<<token_tiles(N), kThreads, 0, current_stream()>>>(
+    using T = TileFor<acc_t, 64>;
+    vq_kernel<scalar_t, T><<<grid_of(N, T::kRows), T::kThreads, 0, current_stream()>>>(
         x.const_data_ptr<scalar_t>(), cb.const_data_ptr<acc_t>(), norms.const_data_ptr<acc_t>(),
         codebook.const_data_ptr<scalar_t>(), N, K, D, codes.mutable_data_ptr<int64_t>(),
         dist.mutable_data_ptr<scalar_t>());

@@ -5,7 +5,9 @@ The sources are rewritten mechanically, and only where CUDA syntax has no C++ sp
 CUDA-only includes -> emu_cuda.h, `__shared__` -> `static` (a block's fibers share it; blocks
 run one at a time), the `extern __shared__` mask -> the launch's dynamic buffer, `<<<...>>>`
 launches -> emu::Launcher, and the CUDA registrations -> ops under `bitcodes_emu`. Kernel
-bodies are otherwise byte-identical to what nvcc compiles.
+bodies are otherwise byte-identical to what nvcc compiles. A misaligned access (a 16-byte
+vector load from an address that is not a multiple of 16, which faults on a GPU) aborts, by
+the compiler's alignment sanitizer.
 
     python tools/cuda_emulator/build.py   # prints the path of the library to load
 """
@@ -20,6 +22,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 OUT = ROOT / "build" / "cuda_emulator"
 CUDA_INCLUDES = ["ATen/cuda/CUDAContext.h", "c10/cuda/CUDAException.h", "c10/cuda/CUDAGuard.h", "ATen/cuda/CUDAGeneratorImpl.h"]
+ALIGNMENT_CHECK = ["-fsanitize=alignment", "-fno-sanitize-recover=alignment"]
 LAUNCH = re.compile(r"(\w+<[^;<>]*(?:<[^;<>]*>[^;<>]*)*>)<<<(.*?)>>>\(", re.S)
 
 
@@ -47,7 +50,9 @@ def main():
         sources=sources,
         build_directory=str(OUT),
         is_python_module=False,
-        extra_cflags=["-O2", "-std=c++20", f"-I{HERE}", "-include", str(HERE / "emu_cuda.h"), "-Wno-unknown-pragmas"],
+        extra_cflags=["-O2", "-std=c++20", f"-I{HERE}", "-include", str(HERE / "emu_cuda.h"), "-Wno-unknown-pragmas"]
+        + ALIGNMENT_CHECK,
+        extra_ldflags=ALIGNMENT_CHECK,
         verbose=bool(os.environ.get("VERBOSE")),
     )
     print(OUT / "bitcodes_cuda_emulated.so")

@@ -196,11 +196,21 @@ struct CUDAGuard {
 
 #include <ATen/cuda/PhiloxCudaState.h>
 
+// The device's properties that host code reads; the SM count is set by tests (emu_control.cpp)
+// to steer launch decisions that depend on it.
+struct cudaDeviceProp {
+  int multiProcessorCount = 1;
+};
+namespace emu {
+inline cudaDeviceProp device_prop;
+}  // namespace emu
+
 namespace at::cuda {
 struct EmuStream {
   cudaStream_t stream() const { return nullptr; }
 };
 inline EmuStream getCurrentCUDAStream() { return {}; }
+inline cudaDeviceProp* getCurrentDeviceProperties() { return &emu::device_prop; }
 }  // namespace at::cuda
 
 namespace at {
