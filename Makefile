@@ -6,7 +6,8 @@
 #                  2. ctest: the CPU ops as a C++ library against LibTorch, checked by a C++ test
 #                  3. emulate-cuda: tests/test_cuda_*.py on csrc/cuda/ compiled for a CPU emulation
 #                     of CUDA (no GPU needed)
-#                  4. pytest: the whole suite (the CUDA tests run there only with a GPU)
+#                  4. pytest: the whole suite (the CUDA tests run there only with a GPU), with
+#                     tests/test_gpu_session.py: the GPU checklist's dry run (tools/gpu_session.sh)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
