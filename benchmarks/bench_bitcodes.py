@@ -331,6 +331,10 @@ def main():
         if not info[f"{torch.device(name).type}_kernels"]:
             sys.exit(f"no compiled {name} kernels to benchmark: {info['load_error'] or 'not built for ' + name}")
 
+    if isinstance(args.compile_at, list):  # a size off the grid would silently compile nothing
+        stray = [s for s in args.compile_at if not any(s in sizes_for(torch.device(name), args) for name in devices)]
+        if stray:
+            sys.exit(f"--compile-at: {', '.join('x'.join(map(str, s)) for s in stray)} is not among the sizes benchmarked")
     # The emulated kernels stand in for the CPU ones; checked before anything is timed.
     emulated = {name: bool(emulator) and torch.device(name).type == "cpu" for name in devices}
     plans = {name: implementations(torch.device(name), args, emulated[name]) for name in devices}

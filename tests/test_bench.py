@@ -68,6 +68,11 @@ def test_routes_need_cuda_or_the_emulator(native, tmp_path):
     assert done.returncode != 0 and "needs --device cuda" in done.stderr
 
 
+def test_compile_points_must_be_benchmarked_sizes(native, tmp_path):
+    done = subprocess.run(bench(tmp_path, "--sizes", "64x8x2", "--compile-at", "64x8x2,999x8x2"), capture_output=True, text=True)
+    assert done.returncode != 0 and "999x8x2 is not among the sizes" in done.stderr
+
+
 def test_results_are_rewritten_after_every_configuration(native, tmp_path):
     sizes = ",".join(["2048x32x8"] * 8)
     process = subprocess.Popen(
