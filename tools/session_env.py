@@ -78,10 +78,11 @@ def kernels(args, say):
         if not info["cuda_kernels"]:
             failed.append(f"CUDA kernels ({info['load_error'] or 'built without them'})")
         cuobjdump = shutil.which("cuobjdump")
-        for library in glob.glob(os.path.join(os.path.dirname(bitcodes_ext.__file__), "_C*.so")):
-            if cuobjdump:  # which GPUs the build holds machine code for
-                elves = subprocess.run([cuobjdump, "--list-elf", library], capture_output=True, text=True).stdout.split()
-                say(f"{os.path.basename(library)}: {sorted({e.rsplit('.', 2)[-2] for e in elves if '.sm_' in e})}")
+        if cuobjdump is None:
+            say("cuobjdump not found: which GPUs the build holds machine code for is not listed")
+        for library in glob.glob(os.path.join(os.path.dirname(bitcodes_ext.__file__), "_C*.so")) if cuobjdump else []:
+            elves = subprocess.run([cuobjdump, "--list-elf", library], capture_output=True, text=True).stdout.split()
+            say(f"{os.path.basename(library)}: machine code for {sorted({e.rsplit('.', 2)[-2] for e in elves if '.sm_' in e})}")
     else:
         if not info["cpu_kernels"]:
             failed.append(f"CPU kernels ({info['load_error']})")
