@@ -97,6 +97,12 @@ def init_state(model):
     return [t.detach().clone() for v in quantizers for t in (v.codebook, v.cluster_size, v.embed_sum, v.initialized)]
 
 
+def seeded_models():
+    """init_kmeans called by hand, each rank with its own k-means seed: rank 0's result wins."""
+    torch.manual_seed(7)
+    return [EncoderThen(VectorQuantizer(CODES, FEATURES)), EncoderThen(ResidualVectorQuantizer(STAGES, CODES, FEATURES))]
+
+
 def init_worker(rank, store, out):
     with process_group(rank, store):
         states = []
@@ -104,6 +110,9 @@ def init_worker(rank, store, out):
             ddp = torch.nn.parallel.DistributedDataParallel(model)
             quantized, _, loss = ddp(data()[shard_of(rank)])  # initialises, then quantizes
             (quantized.square().mean() + loss).backward()
+            states.append(init_state(model))
+        for model in seeded_models():
+            model.quantizer.init_kmeans(data()[shard_of(rank)], seed=rank)
             states.append(init_state(model))
         torch.save(states, os.path.join(out, f"init{rank}.pt"))
 
@@ -115,6 +124,10 @@ def test_ddp_kmeans_init_from_the_first_batch(native, tmp_path):
     for model in init_models():  # one process initialising on the whole batch
         model(data())
         full.append(init_state(model))
+    for model in seeded_models():
+        model.quantizer.init_kmeans(data(), seed=0)
+        full.append(init_state(model))
+    assert len(full) == len(ranks[0]) == 5
     for kind, (rank0, rank1, one) in enumerate(zip(ranks[0], ranks[1], full)):
         assert bool(rank0[3]), f"model {kind} was not initialised"
         for a, b in zip(rank0, rank1):
