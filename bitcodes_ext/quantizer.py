@@ -128,6 +128,11 @@ class VectorQuantizer(nn.Module):
         # In the state dict, so that a trained codebook is not re-initialised after loading.
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # State dicts saved before k-means initialisation existed hold trained codebooks.
+        state_dict.setdefault(prefix + "initialized", torch.tensor(True))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def from_codes(self, codes: Tensor) -> Tensor:
         return F.embedding(codes, self.codebook)
 

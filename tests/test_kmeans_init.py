@@ -59,6 +59,16 @@ def test_the_flag_initialises_from_the_first_training_batch_only(native):
     assert torch.equal(copy.codebook.detach(), after_first)
 
 
+def test_state_dicts_from_before_the_flag_load_as_initialised(native):
+    old = VectorQuantizer(5, 3).state_dict()
+    del old["initialized"]  # what a VectorQuantizer saved before kmeans_init existed holds
+    quantizer = VectorQuantizer(5, 3, kmeans_init=True)
+    quantizer.load_state_dict(old)
+    assert bool(quantizer.initialized)
+    quantizer(blobs())
+    assert torch.equal(quantizer.codebook.detach(), old["codebook"])
+
+
 def test_init_kmeans_matches_kmeans_itself(native):
     data = torch.randn(500, 4)
     quantizer = VectorQuantizer(16, 4)
