@@ -48,8 +48,8 @@ from bitcodes_ext import Bitcodes, ResidualVectorQuantizer, VectorQuantizer, cod
 BLOCK = 8
 FEATURES = 3 * BLOCK * BLOCK
 COLOUR_BITS = 8
-JPEG_QUALITIES = [2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 65, 80]
-WEBP_QUALITIES = [0, 2, 5, 10, 15, 20, 30, 40, 50, 65, 80]
+JPEG_QUALITIES = [2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 65, 80, 90]
+WEBP_QUALITIES = [0, 2, 5, 10, 15, 20, 30, 40, 50, 65, 80, 90]
 
 SETTINGS = {
     # stride of the training blocks, Lloyd iterations, epochs (direct, autoencoder), rates
@@ -93,7 +93,7 @@ class RVQStages:
         pass  # fitted once for all prefixes; fit_seconds is that fit's time
 
     def encode(self, x):
-        return self.rvq(x)[1][:, : self.stages]
+        return self.rvq.encode(x, num_stages=self.stages)
 
     def decode(self, codes):
         return self.rvq.from_codes(codes)

@@ -89,6 +89,19 @@ class ResidualVectorQuantizer(nn.Module):
         # is 0, where x + sg(q - x) would round twice in bf16), the gradient reaches x unchanged.
         return quantized + (x - x.detach()), codes.reshape(*x.shape[:-1], self.num_quantizers), loss
 
+    @torch.no_grad()
+    def encode(self, x: Tensor, num_stages: Optional[int] = None) -> Tensor:
+        """x (..., features) -> codes (..., r): forward's codes of the first r = num_stages
+        (default: all) stages, without the losses, statistics or gradient (for inference and
+        compression; from_codes decodes them)."""
+        self._check_x(x)
+        r = self.num_quantizers if num_stages is None else num_stages
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= self.num_quantizers:
+            raise ValueError(f"ResidualVectorQuantizer.encode: num_stages must be in [1, {self.num_quantizers}], got {num_stages!r}")
+        flat = x.reshape(-1, self.features).to(self._compute_dtype(x))
+        codes, _ = self._encode(flat, keep_residuals=False, num_stages=r)
+        return codes.reshape(*x.shape[:-1], r)
+
     def from_codes(self, codes: Tensor) -> Tensor:
         """codes (..., r) for the first r <= num_quantizers stages -> (..., features): the sum of
         the chosen codes, in the codebooks' dtype. Fewer stages decode a coarser x."""
@@ -139,11 +152,11 @@ class ResidualVectorQuantizer(nn.Module):
             residual = residual - quantizer.codebook.detach()[stage_codes[-1]]
         return torch.stack(stage_codes, dim=1)
 
-    def _encode(self, work: Tensor, keep_residuals: bool) -> Tuple[Tensor, List[Tensor]]:
-        """Greedy residual search: (N, features) -> codes (N, num_quantizers) and, if asked,
-        the residual each stage searched."""
+    def _encode(self, work: Tensor, keep_residuals: bool, num_stages: Optional[int] = None) -> Tuple[Tensor, List[Tensor]]:
+        """Greedy residual search: (N, features) -> codes (N, r) of the first r stages (default
+        all) and, if asked, the residual each stage searched."""
         residual, codes, residuals = work, [], []
-        for s in range(self.num_quantizers):
+        for s in range(self.num_quantizers if num_stages is None else num_stages):
             quantizer = self.stage(s)
             codes.append(quantizer.nearest(residual))
             if keep_residuals:

@@ -123,10 +123,10 @@ class BlockCoder:
         """image (3, H, W) in [0, 1] -> path, with the first `stages` residual stages."""
         blocks = image_blocks(image, self.block)
         colour = self.colour_codes(blocks)
-        _, codes, _ = self.rvq(self.residual(blocks, colour))
+        codes = self.rvq.encode(self.residual(blocks, colour), num_stages=stages)
         meta = {"format": "bitcodes-image", "height": image.shape[1], "width": image.shape[2], "block": self.block,
                 "palette": "rgb332", "stages": stages}
-        codec.save(path, torch.cat([colour[:, None], codes[:, :stages]], dim=1), 8, meta=meta)
+        codec.save(path, torch.cat([colour[:, None], codes], dim=1), 8, meta=meta)
 
     @torch.inference_mode()
     def decode(self, path):

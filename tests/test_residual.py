@@ -81,9 +81,11 @@ def test_from_codes_equals_quantized_and_decodes_prefixes(native):
     x = torch.randn(2, 7, 5)
     quantized, codes, _ = rvq(x)
     assert torch.equal(rvq.from_codes(codes), quantized.detach())  # same sums in the same order
+    assert torch.equal(rvq.encode(x), codes)
     books = rvq.codebooks
     assert books.shape == (3, 32, 5)
     expected = books[0][codes[..., 0]] + books[1][codes[..., 1]]
+    assert torch.equal(rvq.encode(x, num_stages=2), codes[..., :2])
     torch.testing.assert_close(rvq.from_codes(codes[..., :2]), expected)
 
 
@@ -93,7 +95,7 @@ def test_any_leading_dims(native):
     quantized, codes, _ = rvq(x)
     flat_quantized, flat_codes, _ = rvq(x.reshape(-1, 4))
     assert quantized.shape == x.shape and codes.shape == (2, 3, 5, 2)
-    assert torch.equal(codes.reshape(-1, 2), flat_codes)
+    assert torch.equal(codes.reshape(-1, 2), flat_codes) and torch.equal(rvq.encode(x), codes)
     torch.testing.assert_close(quantized.reshape(-1, 4), flat_quantized)
     q1, c1, _ = rvq(x[0, 0, 0])  # a single vector: (features,) -> codes (num_quantizers,)
     assert q1.shape == (4,) and c1.shape == (2,)
@@ -271,6 +273,8 @@ def test_bad_input():
         rvq.from_codes(torch.tensor([[0, 4]]))
     with pytest.raises(TypeError, match="codes must be an integer tensor"):
         rvq.from_codes(torch.zeros(5, 2))
+    with pytest.raises(ValueError, match=r"num_stages must be in \[1, 2\], got 3"):
+        rvq.encode(torch.randn(5, 3), num_stages=3)
     with pytest.raises(ValueError, match=r"codes must have shape \(\.\.\., 2\)"):
         rvq.usage(torch.zeros(5, 1, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"codes must lie in \[0, 4\)"):
