@@ -168,7 +168,7 @@ def save_comparison(original, panels, path, crop=(150, 260, 128)):
         for row in (0, 1):
             axes[row, column].axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -224,7 +224,7 @@ def main(argv=None):
               f"{r['encode_ms']:>9.1f} {r['decode_ms']:>9.1f}")
     print(f"each block's exact mean colour: {report['mean_colour_psnr']:.2f} dB; codebooks (not in the files): "
           f"{report['codebook_bytes'] / 1024:.0f} KiB")
-    print(f"codes in {codes_dir}; wrote {args.out}")
+    print(f"codes in {codes_dir}; wrote {os.path.relpath(args.out)}")
     return report
 
 
