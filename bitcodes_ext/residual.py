@@ -17,13 +17,16 @@ class ResidualVectorQuantizer(nn.Module):
     straight-through gradient to x), codes (..., num_quantizers) int64, and loss the sum over
     stages of the VectorQuantizer loss of q_s against r_s (the codebook term |sg(r_s) - q_s|^2,
     left out with ema=True, plus commitment_weight * |r_s - sg(q_s)|^2, whose gradient reaches x
-    through r_s). Residuals and the search run in float32 (the codebook's dtype) also for
-    bfloat16/float16 input.
+    through r_s). Residuals and the search run in x's dtype promoted with the codebook's
+    (float32 for bfloat16/float16 input); quantized comes back in x's dtype. encode(x) gives
+    the codes alone, from_codes(codes) decodes them (or a prefix of the stages).
 
     Each stage is a VectorQuantizer (self.quantizers; one shared by every stage with
     shared_codebook=True) and keeps its own EMA, dead-code restarts and DDP behaviour. In a
     training step every stage's codes are chosen first, then the statistics are updated, then
     quantized is read from the updated codebooks, so from_codes(codes) == quantized afterwards.
+    kmeans_init=True initialises the codebooks stage by stage from the first training batch
+    (init_kmeans); usage(codes) reports each stage's codebook usage.
     """
 
     def __init__(
