@@ -1,6 +1,6 @@
 # Two entry points set up everything on a fresh machine:
-#   make bench   the main job: benchmarks against bitcodes-pytorch (BENCH_ARGS=--quick for a
-#                one-minute run; see `python benchmarks/bench_bitcodes.py --help`)
+#   make bench   the main job: benchmarks against bitcodes-pytorch, nearest-code search, and the
+#                rate-distortion study (BENCH_ARGS=--quick for a shorter run; see each script's --help)
 #   make test    the test suite (what CI runs, via .ci/run), in this order:
 #                  1. install: .venv with torch and the test dependencies, the extension compiled
 #                  2. ctest: the CPU ops as a C++ library against LibTorch, checked by a C++ test
@@ -42,6 +42,7 @@ emulate-cuda: install
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)
 	$(PY) benchmarks/bench_vq.py $(BENCH_ARGS)
+	$(PY) benchmarks/rate_distortion.py $(BENCH_ARGS)
 
 # The CPU ops as a plain C++ library against LibTorch (TORCH_CUDA_ARCH_LIST skips GPU probing).
 cmake: $(VENV)/.deps
