@@ -8,7 +8,8 @@
 #                  3. emulate-cuda: tests/test_cuda_*.py on csrc/cuda/ compiled for a CPU emulation
 #                     of CUDA (no GPU needed)
 #                  4. cpu-capabilities: the CPU kernel tests again on each capability this CPU
-#                     supports below its best (step 7 runs the best)
+#                     supports below its best (step 7 runs the best), with test_build.py, which
+#                     asserts that each run loaded the capability it asked for
 #                  5. wheel-test: an sdist, a wheel built from it, installed in a fresh venv and
 #                     smoke-tested there on every capability this CPU supports
 #                  6. sanitize: the CPU kernel tests on kernels built with ASan and UBSan
@@ -18,11 +19,10 @@ VENV ?= .venv
 PY := $(abspath $(VENV))/bin/python
 SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 
-# The tests of the CPU kernels' arithmetic (against the float64 oracle and bitcodes-pytorch),
-# plus test_build.py, which asserts which capability each run loaded.
-CPU_KERNEL_TESTS := tests/test_build.py tests/test_kernels.py tests/test_reference_package.py \
-	tests/test_fuzz.py tests/test_vq.py tests/test_layouts.py tests/test_quantizer.py \
-	tests/test_determinism.py tests/test_ops.py
+# The tests of the CPU kernels' arithmetic (against the float64 oracle and bitcodes-pytorch).
+CPU_KERNEL_TESTS := tests/test_kernels.py tests/test_reference_package.py tests/test_fuzz.py \
+	tests/test_vq.py tests/test_layouts.py tests/test_quantizer.py tests/test_determinism.py \
+	tests/test_ops.py
 
 .PHONY: test bench install cmake ctest emulate-cuda cpu-capabilities wheel-test sanitize clean
 
@@ -63,7 +63,7 @@ cpu-capabilities: install
 	for capability in $$capabilities; do \
 		if [ "$$capability" = "$$best" ]; then continue; fi; \
 		echo "== CPU kernel tests on $$capability"; \
-		BITCODES_CPU_CAPABILITY=$$capability $(PY) -m pytest -q $(CPU_KERNEL_TESTS); \
+		BITCODES_CPU_CAPABILITY=$$capability $(PY) -m pytest -q tests/test_build.py $(CPU_KERNEL_TESTS); \
 	done
 
 # An sdist, a wheel built from it and installed in a fresh venv, and what `pip install .`
