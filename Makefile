@@ -74,7 +74,7 @@ wheel-test: install
 # The CPU kernel tests on a copy of the tree whose kernels (the best capability of this CPU)
 # are built with -fsanitize=address,undefined; any report aborts the run. Not the soak test:
 # it measures RSS, which ASan's quarantine of freed memory inflates (and it is by far the slowest
-# test under ASan).
+# test under ASan). --capture=sys: a report goes to the terminal, not to a capture the abort loses.
 SANITIZE_DIR := build/sanitize
 SOAK_TEST := tests/test_determinism.py::test_soak_10000_training_steps_without_memory_growth
 sanitize: install
@@ -87,7 +87,7 @@ sanitize: install
 	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
 	export BITCODES_CPU_CAPABILITY=$$best; \
 	$(PY) -m tools.check_sanitized $$best; \
-	$(PY) -m pytest -q -p no:cacheprovider $(CPU_KERNEL_TESTS) --deselect $(SOAK_TEST)
+	$(PY) -m pytest -q -p no:cacheprovider --capture=sys $(CPU_KERNEL_TESTS) --deselect $(SOAK_TEST)
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)

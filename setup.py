@@ -130,8 +130,9 @@ def _want_cuda():
 def _sanitizer_flags():
     if os.environ.get("BITCODES_SANITIZE") != "1":
         return []
-    # No recovery: the first report aborts, so a finding fails the test run.
-    return ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+    # No recovery: the first report aborts, so a finding fails the test run. -fno-wrapv undoes
+    # Python's -fwrapv, under which signed overflow is defined and UBSan would not check it.
+    return ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-wrapv", "-fno-omit-frame-pointer", "-g"]
 
 
 def cpu_extension(capability):
