@@ -1,5 +1,6 @@
 """Timing and roofline helpers shared by the benchmark scripts."""
 
+import logging
 import os
 import pathlib
 import platform
@@ -7,7 +8,12 @@ import re
 import time
 
 import torch
-from torch.utils import benchmark
+
+# torch.utils.benchmark imports torch.utils.cpp_extension, which logs "No CUDA runtime is found,
+# using CUDA_HOME=..." wherever no GPU is visible (with a wrong guess of CUDA_HOME here); the
+# benchmarks compile nothing. Only that message is dropped.
+logging.getLogger("torch.utils.cpp_extension").addFilter(lambda record: not record.getMessage().startswith("No CUDA runtime is found"))
+from torch.utils import benchmark  # noqa: E402
 
 
 def median_ms(fn, device, *, min_run_time=0.5, warmup=3):

@@ -10,11 +10,15 @@ bodies are otherwise byte-identical to what nvcc compiles.
     python tools/cuda_emulator/build.py   # prints the path of the library to load
 """
 
+import logging
 import os
 import pathlib
 import re
 
-from torch.utils.cpp_extension import load
+# Importing cpp_extension logs "No CUDA runtime is found, using CUDA_HOME=..." without a GPU (a
+# wrong guess here); the emulator compiles plain C++. Only that message is dropped.
+logging.getLogger("torch.utils.cpp_extension").addFilter(lambda record: not record.getMessage().startswith("No CUDA runtime is found"))
+from torch.utils.cpp_extension import load  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
