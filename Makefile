@@ -6,13 +6,15 @@
 #                  2. ctest: the CPU ops as a C++ library against LibTorch, checked by a C++ test
 #                  3. emulate-cuda: tests/test_cuda_*.py on csrc/cuda/ compiled for a CPU emulation
 #                     of CUDA (no GPU needed)
-#                  4. pytest: the whole suite (the CUDA tests run there only with a GPU)
+#                  4. mutants-quick: a few planted bugs, each of which its tests must catch
+#                  5. pytest: the whole suite (the CUDA tests run there only with a GPU)
+#   make mutants the whole mutation catalogue (long: a rebuild per mutant); writes tests/mutants-report.md
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 
-.PHONY: test bench install cmake ctest emulate-cuda clean
+.PHONY: test bench install cmake ctest emulate-cuda mutants mutants-quick clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +32,7 @@ install: $(VENV)/.built
 # summary closes the run.
 test: install ctest
 	$(MAKE) emulate-cuda
+	$(MAKE) mutants-quick
 	$(PY) -m pytest
 
 # tests/test_cuda_*.py against csrc/cuda/ compiled for a CPU emulation of CUDA (no GPU needed);
@@ -37,6 +40,15 @@ test: install ctest
 emulate-cuda: install
 	BITCODES_CUDA_EMULATOR="$$($(PY) tools/cuda_emulator/build.py | tail -n 1)" \
 		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_bitcodes.py tests/test_cuda_vq.py
+
+# Each bug of tools/mutant_catalogue.py planted in turn in a copy of the tree (build/mutants/), the
+# CPU kernels (or the CUDA emulator) rebuilt there, and the suite run until a test fails.
+mutants: install
+	$(PY) tools/mutants.py
+
+# The catalogue's fast subset, each mutant against its own tests only (a few minutes).
+mutants-quick: install
+	$(PY) tools/mutants.py --quick
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)

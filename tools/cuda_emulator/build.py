@@ -33,14 +33,20 @@ def rewrite(text):
     return text.replace("m.impl(", "m.def(")
 
 
+def write_if_changed(path, text):
+    """Leaves an unchanged file (and its time stamp) alone, so that ninja rebuilds only what changed."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
 def main():
     source = OUT / "src" / "csrc"
     (source / "cuda").mkdir(parents=True, exist_ok=True)
     for header in ("checks.h", "codebook_terms.h"):
-        (source / header).write_text((ROOT / "csrc" / header).read_text())
+        write_if_changed(source / header, (ROOT / "csrc" / header).read_text())
     for path in sorted((ROOT / "csrc" / "cuda").iterdir()):
         name = path.name.replace(".cu", ".cpp") if path.suffix == ".cu" else path.name
-        (source / "cuda" / name).write_text(rewrite(path.read_text()))
+        write_if_changed(source / "cuda" / name, rewrite(path.read_text()))
     sources = sorted(str(p) for p in (source / "cuda").glob("*.cpp")) + [str(HERE / "emu_control.cpp")]
     load(
         name="bitcodes_cuda_emulated",
