@@ -332,11 +332,15 @@ def run_mutant(tree, mutant, quick, timeout):
             tree.emulator = None
 
 
-def report_text(results, *, mode, capability, seconds, problems):
+def checkout_state():
+    """The commit the copy is synced from, and whether tracked files differ from it."""
+    return git("rev-parse", "HEAD").strip(), bool(git("status", "--porcelain", "--untracked-files=no").strip())
+
+
+def report_text(results, *, mode, capability, seconds, problems, state):
     import torch
 
-    commit = git("rev-parse", "HEAD").strip()
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    commit, dirty = state
     killed = sum(r["status"] == "killed" for _, r in results)
     survived = sum(r["status"] == "survived" for _, r in results)
     errors = len(results) - killed - survived
@@ -399,6 +403,7 @@ def main(argv=None):
     report = args.report or (REPORT if whole else args.work / ("quick-report.md" if args.quick else "report.md"))
 
     tree = Tree(args.work, args.capability or cpu_capability())
+    state = checkout_state()
     tree.sync()
     start = time.monotonic()
     failures = [] if args.no_baseline else baseline(tree, mutants, args.quick, args.timeout)
@@ -412,7 +417,7 @@ def main(argv=None):
             print(f"[{i}/{len(mutants)}] {m.name}: {r['status']} {r['by']} ({r['seconds']:.0f} s)", flush=True)
     mode = "quick subset" if args.quick else ("whole catalogue" if whole else f"only {args.only}")
     write_atomically(report, report_text(results, mode=mode, capability=tree.capability,
-                                         seconds=time.monotonic() - start, problems=failures))
+                                         seconds=time.monotonic() - start, problems=failures, state=state))
     print(f"report: {report}")
     return 0 if not failures and all(r["status"] == "killed" for _, r in results) else 1
 
