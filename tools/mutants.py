@@ -27,10 +27,12 @@ How it runs:
 
 import argparse
 import datetime
+import fcntl
 import os
 import pathlib
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -163,13 +165,23 @@ class Tree:
         return env
 
     def _run(self, cmd, log, timeout, env=None):
+        """Runs cmd in the copy in a process group of its own, so that a timeout or an interrupt
+        also ends what it started (compilers, DDP workers); rc None on timeout."""
         start = time.monotonic()
         with open(log, "w") as out:
+            child = subprocess.Popen(cmd, cwd=self.path, env=env or self.env(), stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
             try:
-                rc = subprocess.run(cmd, cwd=self.path, env=env or self.env(), stdout=out, stderr=subprocess.STDOUT,
-                                    timeout=timeout).returncode
+                rc = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 rc = None
+            finally:
+                if child.poll() is None or rc is None:
+                    try:
+                        os.killpg(child.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    child.wait()
         return rc, time.monotonic() - start
 
     def build_cpu(self, log_name):
@@ -402,6 +414,15 @@ def main(argv=None):
     whole = not args.only and not args.quick
     report = args.report or (REPORT if whole else args.work / ("quick-report.md" if args.quick else "report.md"))
 
+    args.work.mkdir(parents=True, exist_ok=True)
+    lock = open(args.work / "lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"mutants: another run is using {args.work}; wait for it or pass --work", file=sys.stderr)
+        return 2
+    # A SIGTERM unwinds like Ctrl-C: the mutated file is restored and the child's group ended.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     tree = Tree(args.work, args.capability or cpu_capability())
     state = checkout_state()
     tree.sync()
