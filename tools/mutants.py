@@ -199,7 +199,9 @@ class Tree:
 
     def run_tests(self, log_name, targets, *, emulated, timeout):
         log = self.logs / f"{log_name}.tests.log"
-        args = ["-x", "-v", "--tb=short", "-p", "no:cacheprovider", "-rfE"]
+        # --keep-duplicates: else pytest folds the mutant's own tests into their files' later
+        # arguments, and they no longer run first.
+        args = ["-x", "-v", "--tb=short", "--keep-duplicates", "-p", "no:cacheprovider", "-rfE"]
         extra = {"MUTANTS_NEED_KERNELS": "1"}
         if emulated:
             args += ["-m", "not real_gpu"]
@@ -211,7 +213,7 @@ class Tree:
 def first_failure(log):
     """The node id of the first failing test in a pytest log, or None."""
     text = log.read_text(errors="replace")
-    found = re.search(r"^(?:FAILED|ERROR) (\S+)", text, flags=re.M)
+    found = re.search(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", text, flags=re.M)  # ids may hold spaces
     return found.group(1) if found else None
 
 
@@ -444,4 +446,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("mutants: interrupted (the copy's mutated file is restored)", file=sys.stderr)
+        sys.exit(130)
