@@ -66,12 +66,13 @@ def test_exact_ties_go_to_the_lowest_index_across_lanes_and_tiles(backend, dtype
         assert torch.equal(codes, torch.from_numpy(scipy_codes).long())
 
 
-def test_distance_is_the_exact_one_rounded(backend):
-    # The chosen code's distance is recomputed in double, as scipy does: within an ulp of the exact
-    # distance even for long vectors far from the origin, where a float32 sum of D squares (or of
-    # float32 differences) is off by several ulps.
-    observations = (100 + torch.randn(300, 1024, dtype=torch.float64)).float()
-    codebook = (100 + torch.randn(20, 1024, dtype=torch.float64)).float()
+@pytest.mark.parametrize("scale,offset", [(1.0, 100.0), (1e-22, 0.0)])
+def test_distance_is_the_exact_one_rounded(backend, scale, offset):
+    # The chosen code's distance is recomputed in double: within an ulp of the exact distance of
+    # the float32 inputs, for long vectors far from the origin (a float32 sum of 1024 squares is
+    # off by a few ulps) and for tiny ones (their float32 squares are subnormal and lose digits).
+    observations = (offset + scale * torch.randn(300, 1024, dtype=torch.float64)).float()
+    codebook = (offset + scale * torch.randn(20, 1024, dtype=torch.float64)).float()
     codes, dist = vq(observations, codebook, backend=backend)
     exact = (observations.double() - codebook.double()[codes]).square().sum(1).sqrt()
     torch.testing.assert_close(dist.double(), exact, rtol=torch.finfo(torch.float32).eps, atol=0)
