@@ -8,13 +8,15 @@
 #                  3. emulate-cuda: tests/test_cuda_*.py on csrc/cuda/ compiled for a CPU emulation
 #                     of CUDA (no GPU needed)
 #                  4. cpu-capabilities: the CPU kernel tests again on each capability this CPU
-#                     supports below its best (step 7 runs the best), with test_build.py, which
+#                     supports below its best (step 8 runs the best), with test_build.py, which
 #                     asserts that each run loaded the capability it asked for
 #                  5. wheel-test: an sdist, a wheel built from it, installed in a fresh venv and
 #                     smoke-tested there on every capability this CPU supports
 #                  6. sanitize: the CPU kernel tests on kernels built with ASan and UBSan
-#                  7. pytest: the whole suite (the CUDA tests run there only with a GPU), with
+#                  7. mutants-quick: a few planted bugs, each of which its tests must catch
+#                  8. pytest: the whole suite (the CUDA tests run there only with a GPU), with
 #                     tests/test_gpu_session.py: the GPU checklist's dry run (tools/gpu_session.sh)
+#   make mutants the whole mutation catalogue (long: a rebuild per mutant); writes tests/mutants-report.md
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(abspath $(VENV))/bin/python
@@ -25,7 +27,7 @@ CPU_KERNEL_TESTS := tests/test_kernels.py tests/test_reference_package.py tests/
 	tests/test_vq.py tests/test_layouts.py tests/test_quantizer.py tests/test_determinism.py \
 	tests/test_ops.py
 
-.PHONY: test bench install cmake ctest emulate-cuda cpu-capabilities wheel-test sanitize clean
+.PHONY: test bench install cmake ctest emulate-cuda cpu-capabilities wheel-test sanitize mutants mutants-quick clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +48,7 @@ test: install ctest
 	$(MAKE) cpu-capabilities
 	$(MAKE) wheel-test
 	$(MAKE) sanitize
+	$(MAKE) mutants-quick
 	$(PY) -m pytest
 
 # tests/test_cuda_*.py against csrc/cuda/ compiled for a CPU emulation of CUDA (no GPU needed);
@@ -89,6 +92,15 @@ sanitize: install
 	export BITCODES_CPU_CAPABILITY=$$best; \
 	$(PY) -m tools.check_sanitized $$best; \
 	$(PY) -m pytest -q -p no:cacheprovider --capture=sys $(CPU_KERNEL_TESTS) --deselect $(SOAK_TEST)
+
+# Each bug of tools/mutant_catalogue.py planted in turn in a copy of the tree (build/mutants/), the
+# CPU kernels (or the CUDA emulator) rebuilt there, and the suite run until a test fails.
+mutants: install
+	$(PY) tools/mutants.py
+
+# The catalogue's fast subset, each mutant against its own tests only (a few minutes).
+mutants-quick: install
+	$(PY) tools/mutants.py --quick
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)

@@ -38,7 +38,7 @@ def rewrite(text):
 
 
 def write_if_changed(path, text):
-    """Leaves an unchanged file alone, so that ninja's timestamps see nothing to rebuild."""
+    """Leaves an unchanged file (and its time stamp) alone, so that ninja rebuilds only what changed."""
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
 
