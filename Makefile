@@ -5,12 +5,12 @@
 #                  1. install: .venv with torch and the test dependencies, the extension compiled
 #                  2. ctest: the CPU ops as a C++ library against LibTorch, checked by a C++ test
 #                  3. emulate-cuda: tests/test_cuda_*.py on csrc/cuda/ compiled for a CPU emulation
-#                     of CUDA (no GPU needed)
+#                     of CUDA (no GPU needed), the emulator's own instruction tests included
 #                  4. pytest: the whole suite (the CUDA tests run there only with a GPU)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
+SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
 .PHONY: test bench install cmake ctest emulate-cuda clean
 
@@ -36,7 +36,7 @@ test: install ctest
 # the tests that need a real GPU are left out (-m "not real_gpu") and run where there is one.
 emulate-cuda: install
 	BITCODES_CUDA_EMULATOR="$$($(PY) tools/cuda_emulator/build.py | tail -n 1)" \
-		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_bitcodes.py tests/test_cuda_vq.py
+		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_*.py
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)
