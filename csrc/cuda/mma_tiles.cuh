@@ -108,17 +108,14 @@ __device__ void logits_pass(const scalar_t* x, int64_t N, int64_t row0, const sc
 // The one-hot A fragment of k step `ks` (codebook rows 16 ks .. 16 ks + 15, pairs 8 ks .. 8 ks + 7)
 // from this lane's mask: bit 4 (ks % 8) + r of word ks / 8 is the bit of a[r]'s pair, which is
 // pair 8 ks + t (+ 4 for r >= 2) of token row group (+ 8 for odd r). A pair's two elements are
-// (even, odd) = (1, 0) for bit 0 and (0, 1) for bit 1, and (0, 0) past the last pair.
+// (even, odd) = (1, 0) for bit 0 and (0, 1) for bit 1; pairs past the last one meet the zero rows
+// that stage_async fills past the codebook.
 template <typename scalar_t>
-__device__ __forceinline__ void one_hot_fragment(const uint32_t* mask, int64_t ks, int64_t B, uint32_t (&a)[4]) {
+__device__ __forceinline__ void one_hot_fragment(const uint32_t* mask, int64_t ks, uint32_t (&a)[4]) {
   const uint32_t one = one_bits<scalar_t>();
-  const int t = lane_id() % 4;
   const uint32_t nibble = (mask[ks / 8] >> (4 * (ks % 8))) & 0xfu;
 #pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const bool bit = (nibble >> r) & 1u;
-    a[r] = 8 * ks + t + 4 * (r >> 1) < B ? (bit ? one << 16 : one) : 0u;
-  }
+  for (int r = 0; r < 4; ++r) a[r] = (nibble >> r) & 1u ? one << 16 : one;
 }
 
 // y[row0 + 16 warp ..] = sum over the B pairs i of C[2i + bit_i] for this warp's 16 tokens, from
@@ -145,7 +142,7 @@ __device__ void overlapped_sum_pass(const uint32_t* mask, const scalar_t* c, int
         const int64_t ks = slice * (kMmaSumRows / 16) + kk;
         if (16 * ks >= rows) break;  // past the last codebook row
         uint32_t a[4];
-        one_hot_fragment<scalar_t>(mask, ks, B, a);
+        one_hot_fragment<scalar_t>(mask, ks, a);
 #pragma unroll
         for (int q = 0; q < kMmaSumCols / 16; ++q) {
           if (q >= pairs) break;
