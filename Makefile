@@ -6,7 +6,7 @@
 #                     extras, the extension compiled (CPU kernels for every capability)
 #                  2. ctest: the CPU ops as a C++ library against LibTorch, checked by a C++ test
 #                  3. emulate-cuda: tests/test_cuda_*.py on csrc/cuda/ compiled for a CPU emulation
-#                     of CUDA (no GPU needed)
+#                     of CUDA (no GPU needed), the emulator's own instruction tests included
 #                  4. cpu-capabilities: the CPU kernel tests again on each capability this CPU
 #                     supports below its best (step 8 runs the best), with test_build.py, which
 #                     asserts that each run loaded the capability it asked for
@@ -20,7 +20,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(abspath $(VENV))/bin/python
-SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
+SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
 # The tests of the CPU kernels' arithmetic (against the float64 oracle and bitcodes-pytorch).
 CPU_KERNEL_TESTS := tests/test_kernels.py tests/test_reference_package.py tests/test_fuzz.py \
@@ -55,7 +55,7 @@ test: install ctest
 # the tests that need a real GPU are left out (-m "not real_gpu") and run where there is one.
 emulate-cuda: install
 	BITCODES_CUDA_EMULATOR="$$($(PY) tools/cuda_emulator/build.py | tail -n 1)" \
-		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_bitcodes.py tests/test_cuda_vq.py
+		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_*.py
 
 # The capabilities this CPU supports, lowest first; fails where the CPU kernels did not load.
 CAPABILITIES = $(PY) -c "import bitcodes_ext; i = bitcodes_ext.backend_info(); \

@@ -5,7 +5,13 @@ The sources are rewritten mechanically, and only where CUDA syntax has no C++ sp
 CUDA-only includes -> emu_cuda.h, `__shared__` -> `static` (a block's fibers share it; blocks
 run one at a time), the `extern __shared__` mask -> the launch's dynamic buffer, `<<<...>>>`
 launches -> emu::Launcher, and the CUDA registrations -> ops under `bitcodes_emu`. Kernel
-bodies are otherwise byte-identical to what nvcc compiles.
+bodies are otherwise byte-identical to what nvcc compiles. Instructions with no C++ spelling
+(mma.sync, ldmatrix, cp.async) are called through the wrappers of csrc/cuda/mma.cuh, which
+take the emulator's implementations where emu_cuda.h (force-included) defines
+BITCODES_CUDA_EMULATOR, and inline PTX under nvcc.
+
+The library also carries the test-only ops of emu_*.cpp (bitcodes_emu::set_order, route_for,
+and the instruction tests of emu_instructions.cpp used by tests/test_cuda_emulator.py).
 
     python tools/cuda_emulator/build.py   # prints the path of the library to load
 """
@@ -51,13 +57,17 @@ def main():
     for path in sorted((ROOT / "csrc" / "cuda").iterdir()):
         name = path.name.replace(".cu", ".cpp") if path.suffix == ".cu" else path.name
         write_if_changed(source / "cuda" / name, rewrite(path.read_text()))
-    sources = sorted(str(p) for p in (source / "cuda").glob("*.cpp")) + [str(HERE / "emu_control.cpp")]
+    # The kernels, then the test-only ops (emu_*.cpp: scheduling control, the instructions driven
+    # directly), which include the rewritten headers as "cuda/...".
+    sources = sorted(str(p) for p in (source / "cuda").glob("*.cpp")) + sorted(str(p) for p in HERE.glob("emu_*.cpp"))
     load(
         name="bitcodes_cuda_emulated",
         sources=sources,
         build_directory=str(OUT),
         is_python_module=False,
-        extra_cflags=["-O2", "-std=c++20", f"-I{HERE}", "-include", str(HERE / "emu_cuda.h"), "-Wno-unknown-pragmas"],
+        # -fno-strict-aliasing: kernels store pairs of 16-bit values as one 32-bit word, as CUDA code does.
+        extra_cflags=["-O2", "-std=c++20", "-fno-strict-aliasing", f"-I{HERE}", f"-I{source}", "-include",
+                      str(HERE / "emu_cuda.h"), "-Wno-unknown-pragmas"],
         verbose=bool(os.environ.get("VERBOSE")),
     )
     print(OUT / "bitcodes_cuda_emulated.so")
