@@ -1,4 +1,6 @@
+import importlib.util
 import os
+import pathlib
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ import bitcodes_ext
 
 # In CI a missing or broken build must fail the run, never skip it.
 IN_CI = bool(os.environ.get("CI"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 CPU_KERNELS = bitcodes_ext.backend_info()["cpu_kernels"]
 CUDA_KERNELS = bitcodes_ext.backend_info()["cuda_kernels"]
 
@@ -18,10 +21,10 @@ if CUDA_EMULATOR:
     # A misaligned vector access aborts (the emulator's alignment sanitizer), so that the fault
     # handler names the test that made it.
     os.environ.setdefault("UBSAN_OPTIONS", "abort_on_error=1")
-    torch.ops.load_library(CUDA_EMULATOR)
-    _emulated = torch.library.Library("bitcodes_ext", "IMPL")
-    for _op in ("forward", "backward", "decode", "decode_backward", "vq"):
-        _emulated.impl(_op, getattr(torch.ops.bitcodes_emu, _op), "CPU", allow_override=True)
+    _spec = importlib.util.spec_from_file_location("emulated", ROOT / "tools" / "cuda_emulator" / "emulated.py")
+    emulated = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(emulated)
+    _emulated = emulated.install(CUDA_EMULATOR)
     torch.ops.bitcodes_emu.set_order(2)  # threads of a block in random order: races change results
 
 

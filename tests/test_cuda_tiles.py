@@ -36,7 +36,7 @@ WIDTHS = [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 129]
 def seed_cuda(seed):
     """torch.cuda.manual_seed, or the same for the emulator's stand-in CUDA generator."""
     if EMULATED:
-        torch.ops.bitcodes_emu.manual_seed(seed)
+        torch.ops.bitcodes_emu.seed_cuda_generator(seed)
     else:
         torch.cuda.manual_seed(seed)
 

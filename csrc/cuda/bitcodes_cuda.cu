@@ -4,6 +4,8 @@
 #include "bitcodes_kernels.cuh"
 #include "codebook_sums.cuh"
 #include "launch.cuh"
+#include "mma_launch.h"
+#include "route.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -56,6 +58,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_
   const auto bias = euclidean ? euclidean_bias(cb).contiguous() : at::zeros({B}, cb.options());
   const bool draw_noise = training && !noise.defined();
   const auto philox = draw_noise ? reserve_philox(B) : at::PhiloxCudaState();
+  if (choose_route({CudaOp::kForward, x.scalar_type(), N, B, D, training}) == Route::kMma) {
+    mma_forward(x, codebook.contiguous(), bias, noise, philox, training, draw_noise, y, bits, z);
+    return {y, bits, z};
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const ForwardArgs<scalar_t, acc_t> args{

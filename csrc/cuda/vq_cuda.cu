@@ -4,6 +4,8 @@
 // distance directly in double. No N x K matrix exists; extra memory is O(K) for the norms.
 #include "../checks.h"
 #include "launch.cuh"
+#include "mma_launch.h"
+#include "route.h"
 #include "tile_gemm.cuh"
 
 #include <ATen/Dispatch.h>
@@ -89,6 +91,10 @@ std::tuple<at::Tensor, at::Tensor> vq_cuda(const at::Tensor& observations_in, co
   if (N == 0) return {codes, dist};
   const auto cb = codebook.to(at::toOpMathType(x.scalar_type()));
   const auto norms = cb.square().sum(1);
+  if (choose_route({CudaOp::kVq, x.scalar_type(), N, K, D, false}) == Route::kMma) {
+    mma_vq(x, codebook, norms, codes, dist);
+    return {codes, dist};
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_vq_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     using T = TileFor<acc_t, 64>;
