@@ -62,6 +62,7 @@ KERNELS = "tests/test_kernels.py"
 VQ = "tests/test_vq.py"
 CUDA_BITCODES = "tests/test_cuda_bitcodes.py"
 CUDA_VQ = "tests/test_cuda_vq.py"
+CUDA_TILES = "tests/test_cuda_tiles.py"
 
 MUTANTS = (
     # ---- csrc/cpu/microkernels.h: threshold, straight-through terms, projections, sums ----
@@ -383,5 +384,24 @@ MUTANTS = (
         "if (score < best[m]) {", "if (score <= best[m]) {",
         "vq ties and exact distance", "equal distances seen by one thread go to the highest code",
         (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
+    ),
+    Mutant(
+        "cuda-vector-alignment", "csrc/cuda/tile_gemm.cuh",
+        "vectors(aligned16(m_.data) && m_.cols % kV == 0)", "vectors(m_.cols % kV == 0)",
+        "vector tails", "16-byte loads from a misaligned slice of x (a fault on a GPU, an abort on the emulator)",
+        (f"{CUDA_TILES}::test_misaligned_inputs_match_aligned",),
+    ),
+    Mutant(
+        "cuda-slice-edge", "csrc/cuda/tile_gemm.cuh",
+        "if (vectors && i0 + kExtent <= extent_i && k0 + T::kStep <= extent_k) {",
+        "if (vectors && i0 + kExtent <= extent_i && k0 < extent_k) {",
+        "tile and chunk boundaries", "the last, partial slice of features is loaded as whole vectors, past the row's end",
+        (f"{CUDA_TILES}::test_every_width_matches_oracle",),
+    ),
+    Mutant(
+        "cuda-noise-run-half", "csrc/cuda/bitcodes_kernels.cuh",
+        "const bool upper = (col & 2) != 0;", "const bool upper = false;",
+        "noise stream", "a float64 thread's second run of 2 bits draws the first two numbers of the Philox block again",
+        (f"{CUDA_TILES}::test_drawn_noise_is_the_philox_stream",),
     ),
 )
