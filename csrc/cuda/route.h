@@ -199,7 +199,7 @@ inline double predicted_seconds(Route route, const Problem& p, const DeviceRates
       return std::max({io / rate.dram, l2 / rate.l2, flops / rate.mma_sync, epilogue});
     }
   }
-  return 0;  // only route cores implements the other ops
+  return 0;  // route mma implements only the forward and vq
 }
 
 inline Route choose_route(const Problem& problem) {

@@ -35,6 +35,11 @@ std::string route_for(const std::string& op, const at::Tensor& like, int64_t tok
 }
 }  // namespace
 
+// The library is built with the alignment sanitizer (build.py): a misaligned vector access aborts
+// (SIGABRT, so pytest's fault handler names the test) instead of exiting with status 1. Options
+// must come from here: UBSAN_OPTIONS is read when the process starts, before any test sets it.
+extern "C" const char* __ubsan_default_options() { return "abort_on_error=1"; }
+
 TORCH_LIBRARY_FRAGMENT(bitcodes_emu, m) {
   m.def("set_order", &set_order);
   m.def("set_sm_count", &set_sm_count);
