@@ -36,7 +36,7 @@ test: install ctest
 # the tests that need a real GPU are left out (-m "not real_gpu") and run where there is one.
 emulate-cuda: install
 	BITCODES_CUDA_EMULATOR="$$($(PY) tools/cuda_emulator/build.py | tail -n 1)" \
-		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_bitcodes.py tests/test_cuda_vq.py
+		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_*.py
 
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)

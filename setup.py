@@ -12,8 +12,8 @@ Environment:
 """
 
 import glob
+import importlib.util
 import os
-import shutil
 import site
 import sys
 
@@ -22,24 +22,16 @@ from setuptools import find_packages, setup
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
-def _has_nvcc(home):
-    return bool(home) and os.path.isfile(os.path.join(home, "bin", "nvcc"))
+def _load_cuda_home():
+    """tools/cuda_home.py by path (the build runs setup.py outside any package)."""
+    spec = importlib.util.spec_from_file_location("cuda_home", os.path.join(ROOT, "tools", "cuda_home.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _find_cuda_home():
-    """The toolkit root; torch's own guess takes dirname(dirname(which nvcc)), which is wrong
-    where nvcc on PATH is a wrapper script (e.g. /usr/local/bin/nvcc -> /usr/local)."""
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
-    nvcc = shutil.which("nvcc")
-    if nvcc:
-        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
-    for home in candidates:
-        if _has_nvcc(home) and os.path.isfile(os.path.join(home, "include", "cuda_runtime.h")):
-            return os.path.realpath(home)
-    return None
-
-
-CUDA_HOME = _find_cuda_home()
+_cuda_home = _load_cuda_home()
+CUDA_HOME = _cuda_home.find_cuda_home()
 if CUDA_HOME:
     os.environ["CUDA_HOME"] = CUDA_HOME  # before torch.utils.cpp_extension reads it
 
@@ -90,6 +82,15 @@ def _want_cuda():
     return possible
 
 
+def _visible_cuda_archs():
+    """The visible GPUs' architectures ("9.0"), as torch would build for them; "" without one.
+    No GPU to build for: DEFAULT_CUDA_ARCHS, Ampere and Hopper plus PTX that newer GPUs can JIT."""
+    if not torch.cuda.is_available():
+        return ""
+    found = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+    return ";".join(f"{major}.{minor}" for major, minor in sorted(found))
+
+
 def extensions():
     capability = _cpu_capability()
     cxx = ["-O3", "-fopenmp", f'-DBITCODES_CPU_CAPABILITY="{capability}"'] + CPU_FLAGS[capability]
@@ -99,9 +100,11 @@ def extensions():
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
     kwargs = dict(extra_link_args=["-fopenmp"])
     if _want_cuda():
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-            # No GPU to build for: Ampere and Hopper, plus PTX that newer GPUs can JIT.
-            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+            os.environ["TORCH_CUDA_ARCH_LIST"] = _visible_cuda_archs() or DEFAULT_CUDA_ARCHS
+        # Recorded in the module (backend_info()["cuda_archs"]), so tests/test_build.py can check
+        # the fatbinary against it; commas, since a ';' would end the compiler's shell command.
+        cxx = cxx + [f'-DBITCODES_CUDA_ARCHS="{os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", ",")}"']
         return [
             CUDAExtension(
                 "bitcodes_ext._C",

@@ -13,6 +13,8 @@ except ImportError as error:  # not built, or built against another torch
     LOAD_ERROR = f"{type(error).__name__}: {error}"
 
 COMPILED_CPU_CAPABILITY = getattr(_C, "cpu_capability", None)
+# The GPU architectures the CUDA kernels were built for ("8.0,9.0+PTX"), None without them.
+COMPILED_CUDA_ARCHS = getattr(_C, "cuda_archs", None)
 
 # A build for AVX2/AVX512 would die on an older CPU with an illegal instruction; use the
 # pure-torch path there instead.
@@ -45,6 +47,13 @@ _KERNELS = {"cpu": _registered("CPU"), "cuda": _registered("CUDA")}
 def has_kernels(device_type: str) -> bool:
     """Whether a compiled kernel is registered for this device type ('cpu', 'cuda')."""
     return _KERNELS.get(device_type, False)
+
+
+def cuda_model():
+    """The module's CUDA route rule and cost model (csrc/cuda/route.h); for bitcodes_ext.info."""
+    if LOAD_ERROR is not None:
+        raise RuntimeError(f"bitcodes_ext: the compiled extension is not loaded ({LOAD_ERROR})")
+    return _C
 
 
 _warned = False

@@ -14,8 +14,10 @@
 // - The CUDA registrations are spelled `TORCH_LIBRARY_IMPL(bitcodes_ext, CUDA, m)` and
 //   `m.impl(`; they become ops of the test-only library bitcodes_emu.
 // - Device code uses only what emu_cuda.h provides: __syncthreads, __shfl_xor_sync with a full
-//   mask, atomicOr on unsigned, exp/log/fma/sqrt/min/max, the Philox engine and
+//   mask, atomicOr on unsigned, exp/log/fma/sqrt/min/max/frexp/ldexp, the Philox engine and
 //   at::cuda::philox::unpack. Anything else fails to compile there, which is the point.
+// - Host code may call ATen on the op's tensors: there they are CPU tensors, so anything
+//   CUDA-only (cuBLAS, mm's out_dtype) needs a CPU stand-in, as gemm_ops.h gives the GEMMs.
 #pragma once
 
 #include "tile_gemm.cuh"

@@ -2,8 +2,11 @@
 // of 64 codes, scoring |c|^2 - 2 x.c and keeping each thread's best; the 16 threads of a
 // token's row then agree on the winner (lowest score, then lowest code), and recompute its
 // distance directly in double. No N x K matrix exists; extra memory is O(K) for the norms.
+// That is route `cores` (route.h); route 1 is in vq_gemm.cu.
 #include "../checks.h"
+#include "gemm_route.h"
 #include "launch.cuh"
+#include "route.h"
 #include "tile_gemm.cuh"
 
 #include <ATen/Dispatch.h>
@@ -83,6 +86,7 @@ std::tuple<at::Tensor, at::Tensor> vq_cuda(const at::Tensor& observations_in, co
   const c10::cuda::CUDAGuard device_guard(codebook_in.device());
   const auto x = observations_in.contiguous(), codebook = codebook_in.contiguous();
   const int64_t D = codebook.size(1), K = codebook.size(0), N = x.numel() / D;
+  if (choose_route({CudaOp::kVq, x.scalar_type(), N, K, D, false}) == Route::kGemm) return gemm::vq(x, codebook);
   const auto lead = x.sizes().slice(0, x.dim() - 1);
   auto codes = at::empty(lead, x.options().dtype(at::kLong));
   auto dist = at::empty(lead, x.options());
