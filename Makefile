@@ -1,18 +1,33 @@
 # Two entry points set up everything on a fresh machine:
-#   make bench   the main job: benchmarks against bitcodes-pytorch (BENCH_ARGS=--quick for a
-#                one-minute run; see `python benchmarks/bench_bitcodes.py --help`)
+#   make bench   the main job: benchmarks against bitcodes-pytorch, nearest-code search, and the
+#                rate-distortion study (BENCH_ARGS=--quick for a shorter run; see each script's --help)
 #   make test    the test suite (what CI runs, via .ci/run), in this order:
-#                  1. install: .venv with torch and the test dependencies, the extension compiled
+#                  1. install: .venv with torch, the package editable with its [test,bench]
+#                     extras, the extension compiled (CPU kernels for every capability)
 #                  2. ctest: the CPU ops as a C++ library against LibTorch, checked by a C++ test
 #                  3. emulate-cuda: tests/test_cuda_*.py on csrc/cuda/ compiled for a CPU emulation
-#                     of CUDA (no GPU needed)
-#                  4. pytest: the whole suite (the CUDA tests run there only with a GPU)
+#                     of CUDA (no GPU needed), the emulator's own instruction tests included
+#                  4. cpu-capabilities: the CPU kernel tests again on each capability this CPU
+#                     supports below its best (step 8 runs the best), with test_build.py, which
+#                     asserts that each run loaded the capability it asked for
+#                  5. wheel-test: an sdist, a wheel built from it, installed in a fresh venv and
+#                     smoke-tested there on every capability this CPU supports
+#                  6. sanitize: the CPU kernel tests on kernels built with ASan and UBSan
+#                  7. mutants-quick: a few planted bugs, each of which its tests must catch
+#                  8. pytest: the whole suite (the CUDA tests run there only with a GPU), with
+#                     tests/test_gpu_session.py: the GPU checklist's dry run (tools/gpu_session.sh)
+#   make mutants the whole mutation catalogue (long: a rebuild per mutant); writes tests/mutants-report.md
 PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
-SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
+PY := $(abspath $(VENV))/bin/python
+SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
-.PHONY: test bench install cmake ctest emulate-cuda clean
+# The tests of the CPU kernels' arithmetic (against the float64 oracle and bitcodes-pytorch).
+CPU_KERNEL_TESTS := tests/test_kernels.py tests/test_reference_package.py tests/test_fuzz.py \
+	tests/test_vq.py tests/test_layouts.py tests/test_quantizer.py tests/test_determinism.py \
+	tests/test_ops.py
+
+.PHONY: test bench install cmake ctest emulate-cuda cpu-capabilities wheel-test sanitize mutants mutants-quick clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +36,7 @@ $(VENV)/.deps: requirements-dev.txt
 
 # --no-build-isolation: the extension must compile against the torch it will run with.
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)
-	$(PY) -m pip install --quiet --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench]'
 	touch $@
 
 install: $(VENV)/.built
@@ -30,6 +45,10 @@ install: $(VENV)/.built
 # summary closes the run.
 test: install ctest
 	$(MAKE) emulate-cuda
+	$(MAKE) cpu-capabilities
+	$(MAKE) wheel-test
+	$(MAKE) sanitize
+	$(MAKE) mutants-quick
 	$(PY) -m pytest
 
 # tests/test_cuda_*.py against csrc/cuda/ compiled for a CPU emulation of CUDA (no GPU needed);
@@ -38,9 +57,55 @@ emulate-cuda: install
 	BITCODES_CUDA_EMULATOR="$$($(PY) tools/cuda_emulator/build.py | tail -n 1)" \
 		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_*.py
 
+# The capabilities this CPU supports, lowest first; fails where the CPU kernels did not load.
+CAPABILITIES = $(PY) -c "import bitcodes_ext; i = bitcodes_ext.backend_info(); \
+	assert i['cpu_kernels'], i['load_error']; print(*i['cpu_capabilities_supported'])"
+
+cpu-capabilities: install
+	set -e; capabilities="$$($(CAPABILITIES))"; best="$${capabilities##* }"; \
+	echo "== this CPU supports $$capabilities; the main pytest run tests $$best"; \
+	for capability in $$capabilities; do \
+		if [ "$$capability" = "$$best" ]; then continue; fi; \
+		echo "== CPU kernel tests on $$capability"; \
+		BITCODES_CPU_CAPABILITY=$$capability $(PY) -m pytest -q tests/test_build.py $(CPU_KERNEL_TESTS); \
+	done
+
+# An sdist, a wheel built from it and installed in a fresh venv, and what `pip install .`
+# says without torch (tests/test_wheel.py).
+wheel-test: install
+	$(PY) -m pytest -m wheel tests/test_wheel.py
+
+# The CPU kernel tests on a copy of the tree whose kernels (the best capability of this CPU)
+# are built with -fsanitize=address,undefined; any report aborts the run. Not the soak test:
+# it measures RSS, which ASan's quarantine of freed memory inflates (and it is by far the slowest
+# test under ASan). --capture=sys: a report goes to the terminal, not to a capture the abort loses.
+SANITIZE_DIR := build/sanitize
+SOAK_TEST := tests/test_determinism.py::test_soak_10000_training_steps_without_memory_growth
+sanitize: install
+	set -e; capabilities="$$($(CAPABILITIES))"; best="$${capabilities##* }"; \
+	rm -rf $(SANITIZE_DIR) && mkdir -p $(SANITIZE_DIR); \
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(SANITIZE_DIR); \
+	cd $(SANITIZE_DIR); \
+	BITCODES_SANITIZE=1 BITCODES_CUDA=0 BITCODES_CPU_CAPABILITY=$$best $(PY) setup.py --quiet build_ext --inplace; \
+	export LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)"; \
+	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
+	export BITCODES_CPU_CAPABILITY=$$best; \
+	$(PY) -m tools.check_sanitized $$best; \
+	$(PY) -m pytest -q -p no:cacheprovider --capture=sys $(CPU_KERNEL_TESTS) --deselect $(SOAK_TEST)
+
+# Each bug of tools/mutant_catalogue.py planted in turn in a copy of the tree (build/mutants/), the
+# CPU kernels (or the CUDA emulator) rebuilt there, and the suite run until a test fails.
+mutants: install
+	$(PY) tools/mutants.py
+
+# The catalogue's fast subset, each mutant against its own tests only (a few minutes).
+mutants-quick: install
+	$(PY) tools/mutants.py --quick
+
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)
 	$(PY) benchmarks/bench_vq.py $(BENCH_ARGS)
+	$(PY) benchmarks/rate_distortion.py $(BENCH_ARGS)
 
 # The CPU ops as a plain C++ library against LibTorch (TORCH_CUDA_ARCH_LIST skips GPU probing).
 cmake: $(VENV)/.deps
@@ -51,4 +116,4 @@ ctest: cmake
 	cd build/cmake && ctest --output-on-failure
 
 clean:
-	rm -rf build $(VENV) bitcodes_ext/_C*.so *.egg-info
+	rm -rf build $(VENV) bitcodes_ext/_*.so *.egg-info

@@ -1,60 +1,105 @@
-"""Builds bitcodes_ext._C: the CPU kernels always, the CUDA kernels whenever a toolkit is found.
+"""Builds the compiled parts of bitcodes_ext (metadata: pyproject.toml):
 
-The CUDA kernels need no GPU to build: a CUDA build of torch and a toolkit are enough.
+  bitcodes_ext._C             the op schemas, the CUDA kernels whenever a toolkit is found, and
+                              a probe of the instruction sets this CPU supports
+  bitcodes_ext._cpu_default   the CPU kernels (csrc/cpu/), compiled once per capability with
+  bitcodes_ext._cpu_avx2      that capability's flags (CPU_FLAGS); at import, bitcodes_ext
+  bitcodes_ext._cpu_avx512    loads exactly one: the best this CPU supports (_extension.py)
+
+Only DEFAULT is built on a CPU other than x86-64. torch must be installed first, and the build
+must see it: `pip install --no-build-isolation .` (torch is deliberately not a build
+requirement, since an isolated build would compile against a different torch than the one
+that runs). The CUDA kernels need no GPU to build: a CUDA build of torch and a toolkit are enough.
 
 Environment:
+  BITCODES_CPU_CAPABILITY=avx2  build only these CPU capabilities (comma-separated, any case:
+                                default, avx2, avx512); default: all of them (x86-64)
   FORCE_CUDA=1                  fail the build, rather than skip the CUDA kernels, when no toolkit
                                 or no CUDA build of torch is found
   BITCODES_CUDA=0               skip the CUDA kernels even where they could be built
   TORCH_CUDA_ARCH_LIST="8.0;9.0"  which GPUs to build for (also implies FORCE_CUDA); without it,
                                 the visible GPU's, or 8.0 and 9.0 (+PTX) where none is visible
-  BITCODES_CPU_CAPABILITY       DEFAULT, AVX2 or AVX512 (default: what this CPU supports)
+  BITCODES_SANITIZE=1           compile and link with -fsanitize=address,undefined (`make sanitize`)
 """
 
 import glob
-import importlib.util
+import logging
 import os
+import platform
+import shutil
 import site
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
-def _load_cuda_home():
-    """tools/cuda_home.py by path (the build runs setup.py outside any package)."""
-    spec = importlib.util.spec_from_file_location("cuda_home", os.path.join(ROOT, "tools", "cuda_home.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _has_nvcc(home):
+    return bool(home) and os.path.isfile(os.path.join(home, "bin", "nvcc"))
 
 
-_cuda_home = _load_cuda_home()
-CUDA_HOME = _cuda_home.find_cuda_home()
+def _find_cuda_home():
+    """The toolkit root; torch's own guess takes dirname(dirname(which nvcc)), which is wrong
+    where nvcc on PATH is a wrapper script (e.g. /usr/local/bin/nvcc -> /usr/local)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    for home in candidates:
+        if _has_nvcc(home) and os.path.isfile(os.path.join(home, "include", "cuda_runtime.h")):
+            return os.path.realpath(home)
+    return None
+
+
+CUDA_HOME = _find_cuda_home()
 if CUDA_HOME:
     os.environ["CUDA_HOME"] = CUDA_HOME  # before torch.utils.cpp_extension reads it
 
-import torch  # noqa: E402
+try:
+    import torch
+except ImportError:
+    sys.exit(
+        "bitcodes_ext compiles its kernels against the installed torch, but this build cannot import torch.\n"
+        "Install torch first, then build in that same environment, without build isolation:\n"
+        "    pip install torch\n"
+        "    pip install --no-build-isolation .   (or the sdist or git+ URL you are installing)\n"
+        "pip's isolated build environment has no torch, on purpose: kernels compiled against "
+        "another torch than the one that runs them would not load."
+    )
+
+# Importing cpp_extension logs "No CUDA runtime is found, using CUDA_HOME=..." wherever no GPU
+# is visible: true, and nothing to act on (the CUDA kernels build without a GPU). Other
+# messages of that logger still show.
+logging.getLogger("torch.utils.cpp_extension").addFilter(lambda record: not record.getMessage().startswith("No CUDA runtime is found"))
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 
+# The flags of each CPU capability; bitcodes_ext._C's probe (csrc/python_module.cpp) checks
+# exactly the features these enable before that build may load.
 CPU_FLAGS = {
     "DEFAULT": [],
     "AVX2": ["-mavx2", "-mfma", "-mf16c"],
     "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"],
 }
+X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
-def _cpu_capability():
+def _cpu_capabilities():
+    """The CPU capabilities to build: BITCODES_CPU_CAPABILITY's, or all that this architecture has."""
+    available = list(CPU_FLAGS) if X86 else ["DEFAULT"]
     wanted = os.environ.get("BITCODES_CPU_CAPABILITY")
-    if wanted is None:
-        wanted = torch.backends.cpu.get_cpu_capability()
-    wanted = wanted.upper()
-    if wanted not in CPU_FLAGS:  # e.g. AVX512_VNNI or a non-x86 CPU
-        wanted = "AVX512" if wanted.startswith("AVX512") else "DEFAULT"
-    return wanted
+    if not wanted:
+        return available
+    chosen = [name.strip().upper() for name in wanted.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in available]
+    if unknown or not chosen:
+        sys.exit(
+            f"BITCODES_CPU_CAPABILITY={wanted!r}: expected a comma-separated list of "
+            f"{', '.join(name.lower() for name in available)} (this is {platform.machine()})"
+        )
+    return [name for name in available if name in chosen]
 
 
 def _pip_cuda_include_dirs():
@@ -82,48 +127,79 @@ def _want_cuda():
     return possible
 
 
+def _sanitizer_flags():
+    if os.environ.get("BITCODES_SANITIZE") != "1":
+        return []
+    # No recovery: the first report aborts, so a finding fails the test run. -fno-wrapv undoes
+    # Python's -fwrapv, under which signed overflow is defined and UBSan would not check it.
+    return ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-wrapv", "-fno-omit-frame-pointer", "-g"]
+
+
+def cpu_extension(capability):
+    """csrc/cpu/ compiled for one capability, as bitcodes_ext._cpu_<capability>."""
+    sanitize = _sanitizer_flags()
+    cxx = ["-O3", "-fopenmp", f'-DBITCODES_CPU_CAPABILITY="{capability}"'] + CPU_FLAGS[capability] + sanitize
+    if capability != "DEFAULT":  # ATen's vectorized types for this capability, in their own namespace
+        cxx += [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
+    return CppExtension(
+        f"bitcodes_ext._cpu_{capability.lower()}",
+        sorted(glob.glob("csrc/cpu/*.cpp")),
+        extra_compile_args={"cxx": cxx},
+        extra_link_args=["-fopenmp"] + sanitize,
+    )
+
+
 def _visible_cuda_archs():
-    """The visible GPUs' architectures ("9.0"), as torch would build for them; "" without one.
-    No GPU to build for: DEFAULT_CUDA_ARCHS, Ampere and Hopper plus PTX that newer GPUs can JIT."""
-    if not torch.cuda.is_available():
-        return ""
+    """The visible GPUs' architectures ("8.0;9.0"), which torch builds for when
+    TORCH_CUDA_ARCH_LIST is unset."""
     found = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
     return ";".join(f"{major}.{minor}" for major, minor in sorted(found))
 
 
-def extensions():
-    capability = _cpu_capability()
-    cxx = ["-O3", "-fopenmp", f'-DBITCODES_CPU_CAPABILITY="{capability}"'] + CPU_FLAGS[capability]
-    if capability != "DEFAULT":
-        cxx += [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
-    kwargs = dict(extra_link_args=["-fopenmp"])
-    if _want_cuda():
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
-            os.environ["TORCH_CUDA_ARCH_LIST"] = _visible_cuda_archs() or DEFAULT_CUDA_ARCHS
-        # Recorded in the module (backend_info()["cuda_archs"]), so tests/test_build.py can check
-        # the fatbinary against it; commas, since a ';' would end the compiler's shell command.
-        cxx = cxx + [f'-DBITCODES_CUDA_ARCHS="{os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", ",")}"']
-        return [
-            CUDAExtension(
-                "bitcodes_ext._C",
-                sources + cuda_sources,
-                include_dirs=_pip_cuda_include_dirs(),
-                extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
-                **kwargs,
-            )
-        ]
-    return [CppExtension("bitcodes_ext._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)]
+def schema_extension():
+    """bitcodes_ext._C: the schemas, the CPU probe and, where they can be built, the CUDA kernels."""
+    sources = ["csrc/bitcodes.cpp", "csrc/python_module.cpp"]
+    sanitize = _sanitizer_flags()
+    cxx = ["-O3"] + sanitize
+    if not _want_cuda():
+        return CppExtension("bitcodes_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=sanitize)
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        # No GPU to build for: Ampere and Hopper, plus PTX that newer GPUs can JIT.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or _visible_cuda_archs()
+    # Recorded in the module (backend_info()["cuda_archs"]), so tests/test_build.py can check the
+    # fatbinary against it; commas, since a ';' would end the compiler's shell command.
+    cxx = cxx + [f'-DBITCODES_CUDA_ARCHS="{archs.replace(";", ",")}"']
+    return CUDAExtension(
+        "bitcodes_ext._C",
+        sources + sorted(glob.glob("csrc/cuda/*.cu")),
+        include_dirs=_pip_cuda_include_dirs(),
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+        extra_link_args=sanitize,
+    )
+
+
+class BuildPerExtension(BuildExtension):
+    """Each extension in its own build_temp: the CPU modules compile the same sources, which
+    would otherwise land on the same object paths. One extension at a time for that reason
+    (ninja still compiles each extension's sources in parallel)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.parallel = None
+
+    def build_extension(self, ext):
+        shared_temp = self.build_temp
+        self.build_temp = os.path.join(shared_temp, ext.name)
+        try:
+            super().build_extension(ext)
+        finally:
+            self.build_temp = shared_temp
 
 
 setup(
-    name="bitcodes_ext",
-    version="0.1.0",
-    description="Fused C++/CUDA kernels for binary-code vector quantization (Bitcodes) in PyTorch",
-    packages=find_packages(include=["bitcodes_ext", "bitcodes_ext.*"]),
-    ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExtension},
-    python_requires=">=3.9",
-    install_requires=["torch"],
+    ext_modules=[schema_extension()] + [cpu_extension(capability) for capability in _cpu_capabilities()],
+    cmdclass={"build_ext": BuildPerExtension},
+    # A compiled extension runs only with the torch it was built against.
+    install_requires=[f"torch=={torch.__version__.split('+')[0]}"],
 )

@@ -3,7 +3,11 @@ faiss-cpu (IndexFlatL2, k=1): median time and peak memory, each implementation i
 process so that peak memory (RSS, or CUDA allocations on the GPU) belongs to it alone.
 On CUDA only bitcodes_ext and cdist + argmin run, plus a size where N x K cannot fit.
 
-    python benchmarks/bench_vq.py [--quick] [--device auto|cpu|cuda] [--threads 2] [--out benchmarks/results]
+    python benchmarks/bench_vq.py [--quick] [--device auto|cpu|cuda] [--vq-sizes NxKxD,...] [--threads 2]
+        [--out benchmarks/results]
+
+Rewrites <out>/vq-<device>-<date>.json after every size (atomically), so a run stopped midway
+keeps the sizes it finished; exits 1 if bitcodes_ext failed at any size.
 """
 
 import argparse
@@ -14,6 +18,9 @@ import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import results  # noqa: E402
 
 SIZES = [(65536, 1024, 64), (65536, 8192, 256), (262144, 8192, 16)]
 QUICK_SIZES = [(16384, 1024, 32)]
@@ -81,38 +88,49 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: the CPU, and CUDA when present")
+    # Not --sizes: `make bench` passes its flags to bench_bitcodes.py and to this script alike.
+    parser.add_argument("--vq-sizes", default=None, help="NxKxD,... (default: the grid of the device)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args, _ = parser.parse_known_args()  # `make bench` passes the Bitcodes flags too
+    if args.vq_sizes:
+        try:
+            args.vq_sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.vq_sizes.split(",")]
+        except ValueError:
+            parser.error(f"--vq-sizes must look like 65536x1024x64,262144x8192x16, got {args.vq_sizes!r}")
     devices = [args.device] if args.device != "auto" else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
-        run_device(device, args)
+    return max(run_device(device, args) for device in devices)
 
 
 def run_device(device, args):
-    sizes = QUICK_SIZES if args.quick else GPU_SIZES if device == "cuda" else SIZES
+    sizes = args.vq_sizes or (QUICK_SIZES if args.quick else GPU_SIZES if device == "cuda" else SIZES)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"vq-{device}-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json")
+    meta = dict(
+        device=torch.cuda.get_device_name() if device == "cuda" else "cpu", torch=torch.__version__,
+        threads=args.threads, date=time.strftime("%Y-%m-%d"), planned=[list(s) for s in sizes], complete=False,
+    )
     rows = []
     print(f"{device}: {'N':>7} {'K':>6} {'D':>4} | {'implementation':14} {'ms':>10} {'peak MB':>9} {'vs cdist':>8}")
     for n, k, d in sizes:
-        results = {impl: measure(impl, device, n, k, d, args.threads, args.repeats) for impl in IMPLEMENTATIONS[device]}
-        for impl, r in results.items():
+        measured = {impl: measure(impl, device, n, k, d, args.threads, args.repeats) for impl in IMPLEMENTATIONS[device]}
+        for impl, r in measured.items():
             row = dict(tokens=n, codes=k, features=d, implementation=impl, device=device, threads=args.threads, **r)
-            if "ms" in r and "ms" in results["cdist+argmin"]:
-                row["speedup_vs_cdist"] = results["cdist+argmin"]["ms"] / r["ms"]
+            if "ms" in r and "ms" in measured["cdist+argmin"]:
+                row["speedup_vs_cdist"] = measured["cdist+argmin"]["ms"] / r["ms"]
             rows.append(row)
             if "error" in r:
                 print(f"{n:7} {k:6} {d:4} | {impl:14} {'failed: ' + r['error']}")
             else:
                 print(f"{n:7} {k:6} {d:4} | {impl:14} {r['ms']:10.1f} {r['peak_mb']:9.0f} {row.get('speedup_vs_cdist', float('nan')):8.2f}")
-        print()
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"vq-{device}-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json")
-    device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    with open(path, "w") as f:
-        json.dump(dict(device=device_name, torch=torch.__version__, threads=args.threads, results=rows), f, indent=1)
+        print(flush=True)
+        meta["complete"] = len(rows) == len(sizes) * len(IMPLEMENTATIONS[device])
+        results.write_atomically(path, lambda f: json.dump(dict(meta, results=rows), f, indent=1))
     print(f"wrote {path}")
+    # cdist + argmin is expected to fail where N x K cannot fit; ours never.
+    return int(any("error" in row for row in rows if row["implementation"] == "bitcodes_ext"))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,11 +1,19 @@
 """Timing and roofline helpers shared by the benchmark scripts."""
 
+import logging
 import os
+import pathlib
 import platform
+import re
 import time
 
 import torch
-from torch.utils import benchmark
+
+# torch.utils.benchmark imports torch.utils.cpp_extension, which logs "No CUDA runtime is found,
+# using CUDA_HOME=..." wherever no GPU is visible (with a wrong guess of CUDA_HOME here); the
+# benchmarks compile nothing. Only that message is dropped.
+logging.getLogger("torch.utils.cpp_extension").addFilter(lambda record: not record.getMessage().startswith("No CUDA runtime is found"))
+from torch.utils import benchmark  # noqa: E402
 
 
 def median_ms(fn, device, *, min_run_time=0.5, warmup=3):
@@ -32,15 +40,37 @@ def interleaved_samples(fns, device, *, rounds=3, min_run_time=0.5, progress=Non
     return samples
 
 
-def gemm_peak_gflops(device, dtype=torch.float32, n=2048, samples=3):
-    """Best of a few square-GEMM measurements: a peak, so noise should not pull it down."""
+ROUTE_HEADER = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "route.h"
+
+
+def cuda_routes(header=ROUTE_HEADER):
+    """The route names BITCODES_CUDA_ROUTE accepts, read from route_name() in csrc/cuda/route.h,
+    the one place that declares them: a route added there is benchmarked without editing this."""
+    text = pathlib.Path(header).read_text()
+    enum = re.search(r"enum class Route\s*\{([^}]*)\}", text)
+    body = re.search(r"route_name\(Route route\)\s*\{(.*?)\n\}", text, re.S)
+    if enum is None or body is None:
+        raise RuntimeError(f"{header}: no `enum class Route` or route_name(Route route) to read the routes from")
+    members = [m.strip() for m in enum.group(1).split(",") if m.strip()]
+    names = re.findall(r'return "([A-Za-z0-9_]+)";', body.group(1))
+    if not names or len(names) != len(members):
+        raise RuntimeError(f"{header}: route_name() names {names} for the {len(members)} routes {members}")
+    return names
+
+
+def gemm_peak_gflops(device, dtype=torch.float32, n=None, samples=3):
+    """Best of a few square-GEMM measurements: a peak, so noise should not pull it down. On a GPU
+    n = 8192 (1.1 TFLOP per product), since 2048 would time the launch rather than the math."""
+    n = n or (8192 if device.type == "cuda" else 2048)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     return max(2 * n**3 / (median_ms(lambda: a @ b, device, min_run_time=0.5) * 1e-3) / 1e9 for _ in range(samples))
 
 
-def copy_bandwidth_gbs(device, nbytes=256 << 20, samples=3):
-    """Read + write GB/s of a large device-to-device copy into preallocated memory (best of a few)."""
+def copy_bandwidth_gbs(device, nbytes=None, samples=3):
+    """Read + write GB/s of a large device-to-device copy into preallocated memory (best of a few):
+    256 MiB on the CPU, 1 GiB on a GPU (20 times an H100's or H200's 50 MB L2)."""
+    nbytes = nbytes or ((1 << 30) if device.type == "cuda" else (256 << 20))
     src = torch.empty(nbytes // 4, device=device)
     src.uniform_()
     dst = torch.empty_like(src)

@@ -1,11 +1,19 @@
 """Markdown table of a bench_bitcodes.py result file, for the README.
 
     python benchmarks/report.py benchmarks/results/cpu-<date>.json
+
+Implementations a run did not time show as "-" (the GPU checklist compiles the reference at a
+few points only); runs with CUDA routes get a column per route, and GPU runs one for the share of
+the copy bandwidth (issue #11's targets are stated that way).
 """
 
 import json
 import sys
 from collections import defaultdict
+
+# (implementation, column title), in table order; bitcodes_ext[<route>] columns go before ours.
+BASELINES = (("reference", "reference"), ("reference+compile", "torch.compile(ref)"), ("two-GEMM torch", "two-GEMM torch"))
+OURS = "bitcodes_ext"
 
 
 def round_range(row):
@@ -18,32 +26,45 @@ def round_range(row):
     return f"{low:.1f}" if len(by_round) == 1 else f"{low:.1f}–{high:.1f}"
 
 
+def _ms(row):
+    return f"{row['ms']:.2f}" if row else "-"
+
+
+def _ratio(value):
+    return f"{value:.2f}" if value is not None else "-"
+
+
 def table(path):
     with open(path) as f:
         data = json.load(f)
     meta, groups = data["meta"], defaultdict(dict)
     for row in data["results"]:
         groups[(row["mode"], row["tokens"], row["features"], row["num_bits"])][row["implementation"]] = row
+    names = dict.fromkeys(row["implementation"] for row in data["results"])
+    routes = [name for name in names if name.startswith(OURS + "[")]
+    gpu = meta["device_type"] == "cuda"
     lines = [
         f"{meta['device']} ({meta['device_type']}), {meta['threads']} threads, torch {meta['torch']}, {meta['dtype']}, "
         f"{meta['date']}; GEMM peak {meta['gemm_peak_gflops']:.0f} GFLOP/s, copy {meta['copy_bandwidth_gbs']:.1f} GB/s, "
-        f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}. Median ms.",
-        "",
-        "| mode | T | D | B | reference | torch.compile(ref) | two-GEMM torch | bitcodes_ext | × reference | (each round) | × compiled | % of roofline |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}. Median ms."
     ]
+    if meta.get("not_run") or meta.get("errors"):
+        lines[0] += f" Partial: {len(meta.get('not_run', []))} configurations not run, {len(meta.get('errors', []))} failed."
+    titles = [title for _, title in BASELINES] + routes + [OURS, "× reference", "(each round)", "× compiled", "% of roofline"]
+    titles += ["% of copy"] if gpu else []
+    lines += ["", "| mode | T | D | B | " + " | ".join(titles) + " |", "|---|" + "---:|" * (3 + len(titles))]
     for (mode, T, D, B), impls in groups.items():
-        ours = impls["bitcodes_ext"]
-        compiled = impls.get("reference+compile")
-        lines.append(
-            f"| {mode} | {T} | {D} | {B} | {impls['reference']['ms']:.2f} | "
-            f"{compiled['ms']:.2f} | " if compiled else f"| {mode} | {T} | {D} | {B} | {impls['reference']['ms']:.2f} | - | "
-        )
-        lines[-1] += (
-            f"{impls['two-GEMM torch']['ms']:.2f} | **{ours['ms']:.2f}** | {ours['speedup_vs_reference']:.2f} | "
-            f"{round_range(ours)} | "
-            f"{ours['speedup_vs_reference+compile'] or float('nan'):.2f} | {100 * ours['fraction_of_roofline']:.0f} |"
-        )
+        ours = impls.get(OURS)
+        cells = [_ms(impls.get(name)) for name, _ in BASELINES] + [_ms(impls.get(name)) for name in routes]
+        if ours is None:
+            cells += ["-"] * (5 + gpu)
+        else:
+            cells += [
+                f"**{ours['ms']:.2f}**", _ratio(ours["speedup_vs_reference"]), round_range(ours),
+                _ratio(ours["speedup_vs_reference+compile"]), f"{100 * ours['fraction_of_roofline']:.0f}",
+            ]
+            cells += [f"{100 * ours['fraction_of_bandwidth_floor']:.0f}"] if gpu else []
+        lines.append(f"| {mode} | {T} | {D} | {B} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

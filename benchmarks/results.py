@@ -37,43 +37,71 @@ def _ratio(value, width):
     return f"{value:{width}.2f}" if value is not None else f"{'-':>{width}}"
 
 
-def text_table(meta, rows):
-    lines = [
+def header_lines(meta):
+    """The run's description and the column names of text_table."""
+    header = f"{'mode':5} {'T':>6} {'D':>5} {'B':>4} | {'implementation':20} {'ms':>9}"
+    header += "".join(f" {label:>10}" for _, label in BASELINES)
+    header += f" {'GFLOP/s':>8} {'GB/s':>7} {'% bw':>6} {'roofline':>9} {'% roof':>7} {'out floor':>9}"
+    return "\n".join([
         f"{meta['device']} ({meta['device_type']}), {meta['threads']} threads, torch {meta['torch']}, {meta['dtype']}, "
         f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}",
         f"measured GEMM peak {meta['gemm_peak_gflops']:.1f} GFLOP/s, copy bandwidth {meta['copy_bandwidth_gbs']:.1f} GB/s",
         "",
-    ]
-    header = f"{'mode':5} {'T':>6} {'D':>5} {'B':>4} | {'implementation':18} {'ms':>9}"
-    header += "".join(f" {label:>10}" for _, label in BASELINES)
-    header += f" {'GFLOP/s':>8} {'GB/s':>7} {'% bw':>6} {'roofline':>9} {'% roof':>7} {'out floor':>9}"
-    lines += [header, "-" * len(header)]
+        header,
+        "-" * len(header),
+    ])
+
+
+def row_line(r):
+    line = f"{r['mode']:5} {r['tokens']:6} {r['features']:5} {r['num_bits']:4} | {r['implementation']:20} {r['ms']:9.3f}"
+    line += "".join(f" {_ratio(r[f'speedup_vs_{b}'], 10)}" for b, _ in BASELINES)
+    line += f" {r['effective_gflops']:8.1f} {r['achieved_gbs']:7.1f} {100 * r['fraction_of_bandwidth_floor']:6.1f}"
+    line += f" {r['roofline_ms']:9.3f} {100 * r['fraction_of_roofline']:7.1f} {r['output_alloc_floor_ms']:9.3f}"
+    return line
+
+
+def text_table(meta, rows):
+    lines = [header_lines(meta)]
     previous = None
     for r in rows:
         config = (r["mode"], r["tokens"], r["features"], r["num_bits"])
         if previous is not None and config != previous:
             lines.append("")
         previous = config
-        line = f"{r['mode']:5} {r['tokens']:6} {r['features']:5} {r['num_bits']:4} | {r['implementation']:18} {r['ms']:9.3f}"
-        line += "".join(f" {_ratio(r[f'speedup_vs_{b}'], 10)}" for b, _ in BASELINES)
-        line += f" {r['effective_gflops']:8.1f} {r['achieved_gbs']:7.1f} {100 * r['fraction_of_bandwidth_floor']:6.1f}"
-        line += f" {r['roofline_ms']:9.3f} {100 * r['fraction_of_roofline']:7.1f} {r['output_alloc_floor_ms']:9.3f}"
-        lines.append(line)
+        lines.append(row_line(r))
     return "\n".join(lines)
 
 
-def save(meta, rows, stem):
-    """Writes stem.json, stem.csv and stem.png; returns their paths."""
-    os.makedirs(os.path.dirname(stem), exist_ok=True)
-    with open(stem + ".json", "w") as f:
-        json.dump(dict(meta=meta, results=rows), f, indent=1)
-    with open(stem + ".csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        # Lists (the per-round values) as one field each.
-        writer.writerows({k: ";".join(f"{x:.4g}" for x in v) if isinstance(v, list) else v for k, v in r.items()} for r in rows)
-    plot(meta, rows, stem + ".png")
-    return [stem + ".json", stem + ".csv", stem + ".png"]
+def write_atomically(path, write, mode="w"):
+    """write(file) into a temporary file beside `path`, then renamed over it: a reader, or a run
+    killed midway, sees the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, mode, **({"newline": ""} if mode == "w" else {})) as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save(meta, rows, stem, png=True):
+    """Writes stem.json, stem.csv and (unless png=False) stem.png, each atomically; returns the paths."""
+    os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+    write_atomically(stem + ".json", lambda f: json.dump(dict(meta=meta, results=rows), f, indent=1))
+    write_atomically(stem + ".csv", lambda f: write_csv(rows, f))
+    paths = [stem + ".json", stem + ".csv"]
+    if png:
+        plot(meta, rows, stem + ".png")
+        paths.append(stem + ".png")
+    return paths
+
+
+def write_csv(rows, f):
+    writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    writer.writeheader()
+    # Lists (the per-round values) as one field each.
+    writer.writerows({k: ";".join(f"{x:.4g}" for x in v) if isinstance(v, list) else v for k, v in r.items()} for r in rows)
 
 
 def plot(meta, rows, path):
@@ -105,5 +133,27 @@ def plot(meta, rows, path):
         ax.legend(fontsize=8)
     fig.suptitle(f"{meta['device']} ({meta['device_type']}), {meta['threads']} threads, {meta['dtype']}, torch {meta['torch']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
     plt.close(fig)
+
+
+def load(path):
+    """(meta, rows) of a results file, checked for the parts the table and the plot read."""
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not isinstance(data.get("meta"), dict) or not isinstance(data.get("results"), list):
+        raise ValueError(f"{path}: expected a bench_bitcodes.py results file ({{'meta': ..., 'results': [...]}})")
+    return data["meta"], data["results"]
+
+
+if __name__ == "__main__":
+    # Draws the CSV and the plot of results files written without them (the GPU checklist's
+    # benchmark runs with --no-plot, so that a plotting problem cannot fail the device call).
+    import sys
+
+    if len(sys.argv) < 2:
+        sys.exit("usage: python benchmarks/results.py RESULTS.json [...]  (writes RESULTS.csv and RESULTS.png)")
+    for name in sys.argv[1:]:
+        meta, rows = load(name)
+        for written in save(meta, rows, name[: -len(".json")] if name.endswith(".json") else name):
+            print(f"wrote {written}")

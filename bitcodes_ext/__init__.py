@@ -1,10 +1,11 @@
 """bitcodes_ext: vector quantization with binary codes, on fused C++/CUDA kernels."""
 
-from . import _extension, functional, reference
+from . import _extension, codec, functional, reference
 from .bits import pack_bits, to_bits, to_decimal, unpack_bits
 from .info import backend_info
 from .layers import Bitcodes
-from .quantizer import VectorQuantizer, kmeans
+from .quantizer import CodebookUsage, VectorQuantizer, codebook_usage, kmeans
+from .residual import ResidualVectorQuantizer
 from .vq import vq
 
 if _extension.LOAD_ERROR is None:
@@ -12,8 +13,12 @@ if _extension.LOAD_ERROR is None:
 
 __all__ = [
     "Bitcodes",
+    "CodebookUsage",
+    "ResidualVectorQuantizer",
     "VectorQuantizer",
     "backend_info",
+    "codebook_usage",
+    "codec",
     "functional",
     "kmeans",
     "pack_bits",

@@ -1,41 +1,94 @@
-"""Loads the compiled kernels. The only module that touches bitcodes_ext._C."""
+"""Loads the compiled kernels. The only module that touches bitcodes_ext's compiled modules:
 
+- _C: the op schemas, the CUDA kernels (where built) and a probe of what this CPU supports;
+- _cpu_default, _cpu_avx2, _cpu_avx512: the CPU kernels, one build per instruction set.
+
+Exactly one CPU module is imported per process (importing registers its kernels; a second
+would register the same ops again): the best that is built and that this CPU supports, or the
+one BITCODES_CPU_CAPABILITY=default|avx2|avx512 asks for. No instructions of a capability the
+CPU lacks are ever loaded, so an older CPU gets a slower path, never an illegal instruction.
+"""
+
+import importlib
+import importlib.util
+import os
 import warnings
 
 import torch
 
+CAPABILITIES = ("DEFAULT", "AVX2", "AVX512")  # lowest first
+CAPABILITY_VARIABLE = "BITCODES_CPU_CAPABILITY"
+
 try:
-    from . import _C  # noqa: F401  (registers the bitcodes_ext::* ops)
+    from . import _C  # registers the bitcodes_ext::* schemas (and the CUDA kernels)
 
     LOAD_ERROR = None
 except ImportError as error:  # not built, or built against another torch
     _C = None
     LOAD_ERROR = f"{type(error).__name__}: {error}"
 
-COMPILED_CPU_CAPABILITY = getattr(_C, "cpu_capability", None)
+
+def _cpu_module(capability: str) -> str:
+    return f"{__package__}._cpu_{capability.lower()}"
+
+
+# Without _C nothing compiled can load, and the probe is unknown (None).
+BUILT_CPU_CAPABILITIES = tuple(c for c in CAPABILITIES if importlib.util.find_spec(_cpu_module(c)) is not None)
+SUPPORTED_CPU_CAPABILITIES = tuple(_C.supported_cpu_capabilities()) if _C is not None else None
 # The GPU architectures the CUDA kernels were built for ("8.0,9.0+PTX"), None without them.
 COMPILED_CUDA_ARCHS = getattr(_C, "cuda_archs", None)
 
-# A build for AVX2/AVX512 would die on an older CPU with an illegal instruction; use the
-# pure-torch path there instead.
-_ORDER = ["DEFAULT", "AVX2", "AVX512"]
+
+def _requested_capability():
+    wanted = os.environ.get(CAPABILITY_VARIABLE, "").strip()
+    if not wanted:
+        return None
+    if wanted.upper() not in CAPABILITIES:
+        raise ValueError(f"{CAPABILITY_VARIABLE}={wanted!r}: expected one of {', '.join(c.lower() for c in CAPABILITIES)}")
+    return wanted.upper()
 
 
-def _cpu_supports(capability):
-    have = torch.backends.cpu.get_cpu_capability().upper()
-    have = "AVX512" if have.startswith("AVX512") else have
-    return have in _ORDER and _ORDER.index(have) >= _ORDER.index(capability)
+def _names(capabilities):
+    return ", ".join(c.lower() for c in capabilities) or "none"
 
 
-if _C is not None and COMPILED_CPU_CAPABILITY in _ORDER and not _cpu_supports(COMPILED_CPU_CAPABILITY):
-    LOAD_ERROR = (
-        f"the kernels were built for {COMPILED_CPU_CAPABILITY} but this CPU reports "
-        f"{torch.backends.cpu.get_cpu_capability()}; rebuild with BITCODES_CPU_CAPABILITY=DEFAULT"
-    )
+def _choose_cpu_capability():
+    """(capability to import or None, why none)."""
+    requested = _requested_capability()  # a misspelt name fails even without a build
+    if _C is None:
+        return None, LOAD_ERROR
+    built, supported = BUILT_CPU_CAPABILITIES, SUPPORTED_CPU_CAPABILITIES
+    if requested is not None:
+        if requested not in supported or requested not in built:
+            raise ValueError(
+                f"{CAPABILITY_VARIABLE}={os.environ[CAPABILITY_VARIABLE]!r}: "
+                + ("this CPU does not support it" if requested not in supported else "it was not built")
+                + f" (this CPU supports: {_names(supported)}; built: {_names(built)})"
+            )
+        return requested, None
+    usable = [c for c in built if c in supported]
+    if not usable:
+        return None, f"no CPU kernels built for this CPU (this CPU supports: {_names(supported)}; built: {_names(built)})"
+    return usable[-1], None
+
+
+def _load_cpu_kernels():
+    """(the loaded module's capability or None, why none)."""
+    capability, reason = _choose_cpu_capability()
+    if capability is None:
+        return None, reason
+    try:
+        module = importlib.import_module(_cpu_module(capability))
+    except ImportError as error:
+        return None, f"{type(error).__name__}: {error}"
+    return module.cpu_capability, None
+
+
+CPU_CAPABILITY, CPU_LOAD_ERROR = _load_cpu_kernels()
 
 
 def _registered(dispatch_key: str) -> bool:
-    if LOAD_ERROR is not None:
+    if _C is None:
         return False
     return torch._C._dispatch_has_kernel_for_dispatch_key("bitcodes_ext::forward", dispatch_key)
 
@@ -51,9 +104,16 @@ def has_kernels(device_type: str) -> bool:
 
 def cuda_model():
     """The module's CUDA route rule and cost model (csrc/cuda/route.h); for bitcodes_ext.info."""
-    if LOAD_ERROR is not None:
+    if _C is None:
         raise RuntimeError(f"bitcodes_ext: the compiled extension is not loaded ({LOAD_ERROR})")
     return _C
+
+
+def unavailable_reason(device_type: str) -> str:
+    """Why there are no compiled kernels for this device type."""
+    if device_type == "cpu" and CPU_LOAD_ERROR is not None:
+        return CPU_LOAD_ERROR
+    return LOAD_ERROR or f"the extension was built without {device_type} kernels"
 
 
 _warned = False
@@ -65,10 +125,9 @@ def warn_fallback(device_type: str) -> None:
     if _warned:
         return
     _warned = True
-    reason = LOAD_ERROR or f"the extension was built without {device_type} kernels"
     warnings.warn(
-        f"bitcodes_ext: compiled kernels unavailable for {device_type} ({reason}); "
-        "using the slower pure-torch implementation. Reinstall with `pip install .` to build them.",
+        f"bitcodes_ext: compiled kernels unavailable for {device_type} ({unavailable_reason(device_type)}); "
+        "using the slower pure-torch implementation. Reinstall with `pip install --no-build-isolation .` to build them.",
         RuntimeWarning,
         stacklevel=3,
     )

@@ -19,7 +19,7 @@ def _use_kernels(device: torch.device, backend: str) -> bool:
     if backend == "native" and not available:
         raise RuntimeError(
             f"bitcodes: backend='native' but no compiled kernels for {device.type} "
-            f"({_extension.LOAD_ERROR or 'not built for this device'})"
+            f"({_extension.unavailable_reason(device.type)})"
         )
     if not available:
         _extension.warn_fallback(device.type)

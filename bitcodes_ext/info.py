@@ -1,4 +1,4 @@
-"""What this installation can run, and which CUDA route (csrc/cuda/route.h) an op would take."""
+"""What this installation can run."""
 
 import torch
 
@@ -6,14 +6,23 @@ from . import _extension
 
 
 def backend_info() -> dict:
-    """Which compiled kernels are loaded, for which CPU and GPUs, against which torch."""
+    """Which compiled kernels are loaded, for which CPU, against which torch.
+
+    cpu_capability: the instruction set of the CPU kernels loaded (DEFAULT, AVX2, AVX512; None
+    without CPU kernels); cpu_capabilities_built: those this installation compiled;
+    cpu_capabilities_supported: those this CPU can run (None where the probe could not load);
+    cuda_archs: the GPU architectures the CUDA kernels were built for ("8.0,9.0+PTX"), or None.
+    """
+    supported = _extension.SUPPORTED_CPU_CAPABILITIES
     return {
         "cpu_kernels": _extension.has_kernels("cpu"),
         "cuda_kernels": _extension.has_kernels("cuda"),
-        "cpu_capability": _extension.COMPILED_CPU_CAPABILITY,
+        "cpu_capability": _extension.CPU_CAPABILITY,
+        "cpu_capabilities_built": list(_extension.BUILT_CPU_CAPABILITIES),
+        "cpu_capabilities_supported": None if supported is None else list(supported),
         "cuda_archs": _extension.COMPILED_CUDA_ARCHS,
         "torch": torch.__version__,
-        "load_error": _extension.LOAD_ERROR,
+        "load_error": _extension.LOAD_ERROR or _extension.CPU_LOAD_ERROR,
     }
 
 

@@ -1,4 +1,6 @@
+import importlib.util
 import os
+import pathlib
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ import bitcodes_ext
 
 # In CI a missing or broken build must fail the run, never skip it.
 IN_CI = bool(os.environ.get("CI"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 CPU_KERNELS = bitcodes_ext.backend_info()["cpu_kernels"]
 CUDA_KERNELS = bitcodes_ext.backend_info()["cuda_kernels"]
 
@@ -15,24 +18,17 @@ CUDA_KERNELS = bitcodes_ext.backend_info()["cuda_kernels"]
 # tests/test_cuda_*.py run the CUDA sources without a GPU. Only those files may run then.
 CUDA_EMULATOR = os.environ.get("BITCODES_CUDA_EMULATOR")
 if CUDA_EMULATOR:
-    torch.ops.load_library(CUDA_EMULATOR)
-    _emulated = torch.library.Library("bitcodes_ext", "IMPL")
-
-    def _emulate(name):
-        # The dispatcher drops arguments equal to their defaults; the emulated op (a schema
-        # inferred from the C++ signature) has no defaults, so put them back.
-        schema, target = getattr(torch.ops.bitcodes_ext, name).default._schema, getattr(torch.ops.bitcodes_emu, name)
-        defaults = [arg.default_value for arg in schema.arguments]
-        return lambda *args: target(*args, *defaults[len(args) :])
-
-    for _op in ("forward", "backward", "decode", "decode_backward", "vq"):
-        _emulated.impl(_op, _emulate(_op), "CPU", allow_override=True)
+    _spec = importlib.util.spec_from_file_location("emulated", ROOT / "tools" / "cuda_emulator" / "emulated.py")
+    emulated = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(emulated)
+    _emulated = emulated.install(CUDA_EMULATOR)
     torch.ops.bitcodes_emu.set_order(2)  # threads of a block in random order: races change results
 
 
 # The CUDA routes (csrc/cuda/route.h) that every test of test_cuda_bitcodes.py and test_cuda_vq.py
-# runs on, each forced with BITCODES_CUDA_ROUTE. "gemm-chunked" is route 1 with chunks of 100
-# tokens (and vq tiles of 100 codes), so that small inputs cross chunks and end on a partial one.
+# runs on, each forced with BITCODES_CUDA_ROUTE (route mma has its own, tests/test_cuda_mma.py).
+# "gemm-chunked" is route 1 with chunks of 100 tokens (and vq tiles of 100 codes), so that small
+# inputs cross chunks and end on a partial one.
 CUDA_ROUTES = {"cores": {}, "gemm": {}, "gemm-chunked": {"BITCODES_CUDA_CHUNK_TOKENS": "100"}}
 
 

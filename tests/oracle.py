@@ -24,6 +24,31 @@ def make(leading, features, num_bits, dtype):
     codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype)
     return x, codebook
 
+
+def integer_case(leading, features, num_bits, dtype):
+    """x and a codebook of small integers, with the exact-zero margins the reference defines.
+
+    Every value is exact in every dtype, and so is every dot product, bias and sum of codes the
+    kernels form from them in float32, in any order: a zero margin is exactly 0, and the bit
+    must be 0. Zero margins come from zero tokens (every 5th), equal codebook pairs (every 3rd)
+    and x orthogonal to a pair (frequent with values in -2..2).
+    """
+    leading = (leading,) if isinstance(leading, int) else tuple(leading)
+    x = torch.randint(-2, 3, (*leading, features)).double()
+    x.view(-1, features)[::5] = 0
+    codebook = torch.randint(-2, 3, (2 * num_bits, features)).double()
+    codebook[1::2][::3] = codebook[0::2][::3]
+    return x.to(dtype), codebook.to(dtype)
+
+
+def cancelling_noise(x, codebook, metric="dot", fraction=0.5):
+    """Training noise for integer_case: -margin for a random `fraction` of the bits, so that
+    z = margin + noise is exactly 0 there, and small integers elsewhere (float64)."""
+    margin = reference.pair_logits(x.double(), codebook.double(), metric)
+    other = torch.randint(-3, 4, margin.shape).double()
+    return torch.where(torch.rand(margin.shape) < fraction, -margin, other)
+
+
 # Relative rounding bound of a margin, by the dtype the margin was accumulated in.
 MARGIN_RTOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.bfloat16: 3e-2, torch.float16: 4e-3}
 
@@ -182,3 +207,26 @@ def certify_codes(codes, observations, codebook, rtol):
     scale = observations.double().reshape(-1, codebook.shape[1]).square().sum(1) + codebook.double().square().sum(1).max()
     assert ((chosen.square() - best.square()).abs() <= rtol * scale).all()
     return int((codes.reshape(-1) != d.argmin(1)).sum())
+
+
+# Index distances at which vq_tie_case duplicates a code: the same SIMD lane (4, 8 and 16 lanes,
+# and CUDA's 16 column lanes), other lanes, and past a tile of codes (CPU: 10 panels of 3 vectors,
+# 120 to 480 codes by dtype and ISA; CUDA: 64).
+TIE_OFFSETS = (1, 2, 3, 4, 5, 8, 12, 16, 24, 32, 48, 64, 120, 128, 240, 241, 480, 481, 960)
+
+
+def vq_tie_case(num_observations, num_codes, features, dtype):
+    """vq data of small integers (every score exact in every dtype) with exactly equal distances:
+    codes 3, 150 and 700 (where they exist) copied TIE_OFFSETS further on, and observations near
+    them (and anywhere), often also equally far from distinct codes. The exact answer is the
+    lowest index of the nearest codes."""
+    codebook = torch.randint(-8, 9, (num_codes, features)).double()
+    for base in (3, 150, 700):
+        for offset in TIE_OFFSETS:
+            if base + offset < num_codes:
+                codebook[base + offset] = codebook[base]
+    bases = torch.tensor([b for b in (3, 150, 700) if b < num_codes])
+    near = codebook[bases[torch.randint(0, len(bases), (num_observations // 2,))]]
+    near = near + torch.randint(-1, 2, near.shape)
+    anywhere = torch.randint(-9, 10, (num_observations - len(near), features)).double()
+    return torch.cat([near, anywhere]).to(dtype), codebook.to(dtype)

@@ -1,5 +1,6 @@
 """to_bits / to_decimal / pack_bits / unpack_bits."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,7 +62,6 @@ def test_pack_round_trip(num_bits):
 
 
 def test_pack_matches_numpy_packbits():
-    np = pytest.importorskip("numpy")
     bits = torch.randint(0, 2, (7, 21))
     assert (pack_bits(bits).numpy() == np.packbits(bits.numpy().astype(np.uint8), axis=-1)).all()
 

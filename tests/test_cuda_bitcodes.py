@@ -9,15 +9,17 @@ every CUDA route (the `cuda_route` fixture); tests/test_cuda_routes.py compares 
 import pytest
 import torch
 
-from bitcodes_ext import Bitcodes, functional
+from bitcodes_ext import Bitcodes, functional, reference
 from oracle import (
     DTYPES,
     acc_dtype,
     assert_within,
     backward_oracle,
+    cancelling_noise,
     certify_bits,
     close_tol,
     decode_oracle,
+    integer_case,
     make,
     margins,
     straight_through_bounds,
@@ -90,17 +92,28 @@ def test_eval_codebook_gradient_matches_oracle(cuda, dtype):
 def test_cuda_and_cpu_kernels_agree(cuda, training):
     x, codebook = make(1000, 48, 24, torch.float32)
     noise = tie_free_noise(x, codebook, dtype=torch.float32) if training else None
+    grad_y = torch.randn(x.shape)
     results = {}
     for device in ("cpu", cuda):
         xd, cd = x.to(device).requires_grad_(), codebook.to(device).requires_grad_()
         y, bits = functional.bitcodes(xd, cd, training=training, noise=None if noise is None else noise.to(device), backend="native")
-        grads = torch.autograd.grad(y, (cd, xd) if training else (cd,), torch.ones_like(y))
+        grads = torch.autograd.grad(y, (cd, xd) if training else (cd,), grad_y.to(device))
         results[str(device)] = [t.cpu() for t in (y, bits, *grads)]
     cpu, gpu = results["cpu"], results[str(cuda)]
-    certify_bits(gpu[1], x, codebook, accumulated_in=torch.float32, noise=noise)
-    if torch.equal(cpu[1], gpu[1]):
-        for a, b in zip(cpu, gpu):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    for bits in (cpu[1], gpu[1]):
+        certify_bits(bits, x, codebook, accumulated_in=torch.float32, noise=noise)
+    # A near-tie may flip a bit on one device only: compare the tokens whose bits agree, most of them.
+    same = (cpu[1] == gpu[1]).all(-1, keepdim=True)
+    assert same.float().mean() > 0.99
+    torch.testing.assert_close(torch.where(same, gpu[0], 0), torch.where(same, cpu[0], 0), rtol=1e-5, atol=1e-4)
+    if training:  # tie-free noise: every bit agrees, and so must the gradients
+        assert same.all()
+        for a, b in zip(cpu[2:], gpu[2:]):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-4)
+    else:  # the codebook gradient sums over every token: each device's against the oracle from its own bits
+        for result in (cpu, gpu):
+            _, dc64 = decode_oracle(result[1], codebook, grad_y)
+            torch.testing.assert_close(result[2].double(), dc64, **grad_tol(torch.float32, dc64))
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -170,6 +183,44 @@ def test_backward_is_bitwise_reproducible(cuda, training):
         y, _ = functional.bitcodes(xc, cc, training=training, noise=noise, backend="native")
         grads.append(torch.autograd.grad(y, (cc,), grad_y)[0])
     assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("metric", ["dot", "euclidean"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exact_zero_margins_give_bit_0(cuda, dtype, metric, training):
+    # tests/test_ties.py's cases on the CUDA kernels: zero tokens, equal pairs, x orthogonal to a
+    # pair, and training noise that cancels the margin exactly; the bit is 0 in the forward and in
+    # the backward's codebook sums. Small integers: every margin and sum is exact.
+    x, codebook = integer_case(150, 12, 19, dtype)
+    noise = cancelling_noise(x, codebook, metric) if training else None
+    z = reference.pair_logits(x.double(), codebook.double(), metric) + (noise if training else 0)
+    assert (z == 0).float().mean() > 0.3 and (z > 0).any()
+    xc, cc = x.clone().to(cuda).requires_grad_(training), codebook.clone().to(cuda).requires_grad_()
+    y, bits = functional.bitcodes(xc, cc, training=training, temperature=0.5, metric=metric,
+                                  noise=noise.to(cuda) if training else None, backend="native")
+    assert torch.equal(bits.cpu(), (z > 0).long())
+    grad_y = torch.randn(x.shape, dtype=torch.float64).to(dtype)
+    if training:
+        dx, dc = torch.autograd.grad(y, (xc, cc), grad_y.to(cuda))
+        y64, _, dx64, dc64 = train_oracle(x, codebook, noise, grad_y, temperature=0.5, metric=metric)
+        torch.testing.assert_close(y.cpu(), y64.to(dtype), **close_tol(dtype))
+        torch.testing.assert_close(dx.cpu().double(), dx64, **grad_tol(dtype, dx64))
+    else:
+        (dc,) = torch.autograd.grad(y, (cc,), grad_y.to(cuda))
+        y64, dc64 = decode_oracle(bits.cpu(), codebook, grad_y)
+        assert torch.equal(y.cpu(), y64.to(dtype))  # sums of small integers: exact
+        assert torch.equal(functional.decode(bits, cc.detach(), backend="native").cpu(), y.cpu())
+    torch.testing.assert_close(dc.cpu().double(), dc64, **grad_tol(dtype, dc64))
+
+
+def test_drawn_noise_differs_across_tokens_and_bits(cuda):
+    # With x = 0, z is the drawn noise: token t reads its own Philox subsequence, so no two tokens
+    # (in one tile of 64 or in two) and no two bits of a token share their numbers.
+    codebook = torch.randn(2 * 6, 4, device=cuda)
+    z = ops.forward(torch.zeros(300, 4, device=cuda), codebook, None, 1.0, True, False)[2].cpu()
+    assert torch.unique(z, dim=0).shape[0] == z.shape[0]
+    assert torch.unique(z.T, dim=0).shape[0] == z.shape[1]
 
 
 def test_nan_rows_give_zero_bits(cuda):
@@ -387,5 +438,6 @@ def test_more_than_2_to_the_31_elements(cuda):
     tail = slice(tokens - 100, tokens)
     y_tail, bits_tail = functional.bitcodes(x[tail].cpu(), codebook.cpu(), training=False, backend="native")
     certify_bits(bits[tail].cpu(), x[tail].cpu(), codebook.cpu(), accumulated_in=torch.float32)
-    if torch.equal(bits[tail].cpu(), bits_tail):
-        torch.testing.assert_close(y[tail].cpu(), y_tail)
+    same = (bits[tail].cpu() == bits_tail).all(-1, keepdim=True)  # tokens without a near-tie flip
+    assert same.float().mean() > 0.9
+    torch.testing.assert_close(torch.where(same, y[tail].cpu(), 0), torch.where(same, y_tail, 0))

@@ -36,7 +36,8 @@ def on_route(monkeypatch, variant, fn):
 
 
 def test_every_route_is_tested(cuda):
-    assert {variant.split("-")[0] for variant in CUDA_ROUTES} == set(info.cuda_routes())
+    # route mma has its own tests (tests/test_cuda_mma.py): its kernels cover the forward and vq only
+    assert {variant.split("-")[0] for variant in CUDA_ROUTES} | {"mma"} == set(info.cuda_routes())
 
 
 def seed_cuda(seed):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bitcodes_ext import VectorQuantizer, kmeans, vq
-from oracle import certify_codes, exact_distances
+from oracle import DTYPES, certify_codes, exact_distances, vq_tie_case
 
 pytestmark = pytest.mark.usefixtures("cuda_route")
 
@@ -41,6 +41,18 @@ def test_seed_example_ties_and_nan(cuda):
     observations = torch.cat([codebook[3:4] + 1e-3, torch.full((1, 4), float("nan"), device=cuda)])
     codes, dist = vq(observations, codebook)
     assert codes.tolist() == [3, 0] and torch.isnan(dist[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exact_ties_go_to_the_lowest_index(cuda, dtype):
+    # Exactly equal distances (small integers) to copies of a code 1 to 960 codes apart: in one
+    # thread's columns (16 apart), across threads and across tiles of 64 codes.
+    observations, codebook = vq_tie_case(300, 1000, 4, dtype)
+    d = exact_distances(observations, codebook)
+    assert ((d == d.min(1, keepdim=True).values).sum(1) > 1).float().mean() > 0.4
+    codes, dist = vq(observations.to(cuda), codebook.to(cuda), backend="native")
+    assert torch.equal(codes.cpu(), d.argmin(1))  # argmin: the first of equal minima
+    torch.testing.assert_close(dist.cpu(), d.min(1).values.to(dtype))
 
 
 @pytest.mark.real_gpu

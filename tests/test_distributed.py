@@ -106,14 +106,30 @@ class EncoderQuantizer(torch.nn.Module):
         return q.codebook.detach(), q.cluster_size, q.embed_sum
 
 
+def record_restarts(quantizer):
+    """Wraps the quantizer's dead-code restart to record, per step: which codes were dead, the
+    rank's batch of vectors, and the restarted codes' vectors, usage and sums afterwards."""
+    restarts, restart = [], quantizer._restart_dead_codes
+
+    def recorded(flat):
+        dead = quantizer.cluster_size < quantizer.dead_code_threshold
+        restart(flat)
+        restarts.append((dead, flat.clone(), quantizer.codebook.detach()[dead], quantizer.cluster_size[dead],
+                         quantizer.embed_sum[dead]))
+
+    quantizer._restart_dead_codes = recorded
+    return restarts
+
+
 def ddp_quantizer_state(rank, dead_code_threshold):
     torch.manual_seed(100 + rank)  # ranks draw different restart candidates; rank 0's win
     x, _ = data()
     model = torch.nn.parallel.DistributedDataParallel(EncoderQuantizer(dead_code_threshold=dead_code_threshold))
+    restarts = record_restarts(model.module.quantizer)
     for _ in range(3):
         quantized, _, loss = model(x[shard_of(rank)])
         (quantized.square().mean() + loss).backward()
-    return model.module.state()
+    return model.module.state(), restarts
 
 
 def quantizer_worker(rank, store, out, dead_code_threshold):
@@ -125,15 +141,24 @@ def quantizer_worker(rank, store, out, dead_code_threshold):
 def test_ddp_quantizer_keeps_ranks_identical(native, tmp_path, dead_code_threshold):
     args = (str(tmp_path / "store"), str(tmp_path), dead_code_threshold)
     mp.spawn(quantizer_worker, args=args, nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"vq{r}.pt") for r in range(WORLD)]
-    for a, b in zip(*ranks):
+    (states, restarts) = zip(*[torch.load(tmp_path / f"vq{r}.pt") for r in range(WORLD)])
+    for a, b in zip(*states):
         assert torch.equal(a, b)
     model, (x, _) = EncoderQuantizer(), data()  # one process, the full batch, no restarts
     for _ in range(3):
         model(x)
     if dead_code_threshold == 0.0:
-        for ours, full in zip(ranks[0], model.state()):
+        assert not any(dead.any() for dead, *_ in restarts[0] + restarts[1])
+        for ours, full in zip(states[0], model.state()):
             torch.testing.assert_close(ours, full, rtol=1e-5, atol=1e-6)
-    else:
-        # An unused code's usage decays to 0.9 < 0.95 after one step: some codes restarted.
-        assert not torch.allclose(ranks[0][0], model.state()[0])
+        return
+    # An unused code's usage decays to 0.9 < 0.95 after one step: codes restart. Usage is
+    # all-reduced, so the same codes die on every rank, and they restart on rank 0's picks: vectors
+    # of rank 0's batch, with their usage reset to 1 and their EMA sum to themselves.
+    assert any(dead.any() for dead, *_ in restarts[0])
+    for (dead, batch, codes, usage, sums), (dead1, _, codes1, usage1, sums1) in zip(*restarts):
+        assert torch.equal(dead, dead1) and torch.equal(codes, codes1)
+        assert (codes.unsqueeze(1) == batch.unsqueeze(0)).all(-1).any(-1).all()
+        for rank_usage, rank_sums, rank_codes in ((usage, sums, codes), (usage1, sums1, codes1)):
+            assert (rank_usage == 1).all() and torch.equal(rank_sums, rank_codes)
+    assert not torch.allclose(states[0][0], model.state()[0])

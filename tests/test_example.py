@@ -5,8 +5,6 @@ import json
 import pathlib
 import sys
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -18,7 +16,6 @@ def load_module(path, name):
 
 
 def test_digits_autoencoder_learns(native, tmp_path):
-    pytest.importorskip("sklearn")
     example = load_module(ROOT / "examples" / "digits_autoencoder.py", "digits_autoencoder")
     report = example.main(["--fast", "--bits", "24", "--out", str(tmp_path / "grid.png")])
     assert report["test_mse"] < 0.5 * report["mean_image_mse"]

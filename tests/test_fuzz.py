@@ -1,13 +1,22 @@
 """Property-based: random shapes, dtypes, metrics and modes, compiled kernels against the oracle."""
 
-import math
-
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitcodes_ext import functional
-from oracle import DTYPES, acc_dtype, certify_bits, close_tol, decode_oracle, tie_free_noise, train_oracle
+from oracle import (
+    DTYPES,
+    acc_dtype,
+    cancelling_noise,
+    certify_bits,
+    close_tol,
+    decode_oracle,
+    integer_case,
+    margins,
+    tie_free_noise,
+    train_oracle,
+)
 
 # Deterministic examples for CI; `native` only checks that the kernels exist, so nothing in it
 # needs resetting per example.
@@ -24,17 +33,28 @@ FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCh
     training=st.booleans(),
     temperature=st.floats(0.1, 10.0),
     seed=st.integers(0, 2**31 - 1),
+    integers=st.booleans(),
 )
-def test_kernels_match_oracle(native, leading, features, num_bits, dtype, metric, training, temperature, seed):
+def test_kernels_match_oracle(native, leading, features, num_bits, dtype, metric, training, temperature, seed, integers):
+    # integers: small-integer data (oracle.integer_case), where margins are exact and many are
+    # exactly 0, so every bit must equal the oracle's, ties included (and y be exact in eval).
     torch.manual_seed(seed)
-    x = torch.randn(*leading, features, dtype=torch.float64).to(dtype).requires_grad_()
-    codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype).requires_grad_()
+    if integers:
+        x, codebook = integer_case(leading, features, num_bits, dtype)
+    else:
+        x = torch.randn(*leading, features, dtype=torch.float64).to(dtype)
+        codebook = torch.randn(2 * num_bits, features, dtype=torch.float64).to(dtype)
+    x.requires_grad_()
+    codebook.requires_grad_()
     grad_y = torch.randn(x.shape, dtype=torch.float64).to(dtype)
     tol = close_tol(dtype)
     acc = acc_dtype(dtype)
 
     if training:
-        noise = tie_free_noise(x.detach(), codebook.detach(), metric, dtype=torch.float64)
+        if integers:
+            noise = cancelling_noise(x.detach(), codebook.detach(), metric)
+        else:
+            noise = tie_free_noise(x.detach(), codebook.detach(), metric, dtype=torch.float64)
         y, bits = functional.bitcodes(x, codebook, training=True, temperature=temperature, metric=metric,
                                       noise=noise, backend=native)
         dx, dc = torch.autograd.grad(y, (x, codebook), grad_y)
@@ -46,14 +66,18 @@ def test_kernels_match_oracle(native, leading, features, num_bits, dtype, metric
             torch.testing.assert_close(got.double(), want, rtol=tol["rtol"], atol=tol["atol"] * max(scale, 1e-30))
     else:
         y, bits = functional.bitcodes(x, codebook, training=False, metric=metric, backend=native)
-        certify_bits(bits, x.detach(), codebook.detach(), accumulated_in=acc, metric=metric)
+        if integers:
+            assert torch.equal(bits, (margins(x.detach(), codebook.detach(), metric)[0] > 0).long())
+        else:
+            certify_bits(bits, x.detach(), codebook.detach(), accumulated_in=acc, metric=metric)
         (dc,) = torch.autograd.grad(y, (codebook,), grad_y)
         y64, dc64 = decode_oracle(bits, codebook, grad_y)
+        if integers:
+            assert torch.equal(y, y64.to(dtype))  # sums of at most 40 integers in -2..2: exact in every dtype
         torch.testing.assert_close(y, y64.to(dtype), **tol)
         scale = dc64.abs().max().item() if dc64.numel() else 0.0
         torch.testing.assert_close(dc.double(), dc64, rtol=tol["rtol"], atol=tol["atol"] * max(scale, 1e-30))
     assert y.shape == x.shape and bits.shape == (*leading, num_bits)
-    assert math.prod(leading) == 0 or bits.min() >= 0 and bits.max() <= 1
 
 
 @settings(FUZZ, max_examples=60)

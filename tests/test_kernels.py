@@ -9,11 +9,14 @@ from oracle import DTYPES, acc_dtype, certify_bits, close_tol, decode_oracle, ma
 # (leading dims, features, num_bits): odd sizes hit every vector tail and register-block edge,
 # >= 64 tokens switch the overlapped sum to 4-bit look-up tables.
 SHAPES = [((3,), 5, 1), ((2, 7), 8, 4), ((130,), 33, 13), ((4, 50), 64, 8), ((97,), 100, 37), ((300,), 17, 64)]
+# Look-up tables wide enough to be cut into several slices of features (3 to 5, by dtype and
+# table size); only y reads them.
+WIDE_TABLES = [((100,), 300, 64), ((40,), 600, 64)]
 
 
 @pytest.mark.parametrize("metric", ["dot", "euclidean"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape,features,num_bits", SHAPES)
+@pytest.mark.parametrize("shape,features,num_bits", SHAPES + WIDE_TABLES)
 def test_eval_matches_oracle(native, shape, features, num_bits, dtype, metric):
     x, codebook = make(shape, features, num_bits, dtype)
     y, bits = functional.bitcodes(x, codebook, training=False, metric=metric, backend=native)
@@ -91,6 +94,45 @@ def test_noise_drawn_in_kernel_is_logistic_and_seeded(native):
     assert abs(bits1.float().mean().item() - 0.5) < 0.01
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_drawn_noise_depends_only_on_seed_token_and_bit(native, dtype):
+    # With x = 0, z is the drawn noise itself. Token t reads Philox subsequence t: its noise does
+    # not depend on the other tokens of the call (1001 tokens end in a partial tile whose 41 x 3
+    # numbers are not whole vectors, 1100 do not), and no two tokens share it (tiles included).
+    codebook = torch.randn(2 * 3, 4, dtype=dtype)
+
+    def drawn(tokens):
+        torch.manual_seed(11)
+        return torch.ops.bitcodes_ext.forward(torch.zeros(tokens, 4, dtype=dtype), codebook, None, 1.0, True, False)[2]
+
+    short, long = drawn(1001), drawn(1100)
+    torch.testing.assert_close(short, long[:1001], rtol=1e-6, atol=1e-6)
+    assert torch.unique(long, dim=0).shape[0] == long.shape[0]
+    assert torch.unique(long.T, dim=0).shape[0] == long.shape[1]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_gradients_with_more_tiles_than_chunks(native, training):
+    # 67 tiles of 48 tokens, summed in 64 chunks (the most there are): some chunks hold two tiles,
+    # and every tile must be in one.
+    x, codebook = make(66 * 48 + 20, 6, 5, torch.float64)
+    x.requires_grad_()
+    codebook.requires_grad_()
+    grad_y = torch.randn(x.shape, dtype=torch.float64)
+    tol = close_tol(torch.float64)
+    if training:
+        noise = tie_free_noise(x.detach(), codebook.detach(), dtype=torch.float64)
+        y, _ = functional.bitcodes(x, codebook, training=True, temperature=0.7, noise=noise, backend=native)
+        dx, dc = torch.autograd.grad(y, (x, codebook), grad_y)
+        _, _, dx64, dc64 = train_oracle(x, codebook, noise, grad_y, temperature=0.7)
+        torch.testing.assert_close(dx, dx64, **tol)
+    else:
+        y, bits = functional.bitcodes(x, codebook, training=False, backend=native)
+        (dc,) = torch.autograd.grad(y, (codebook,), grad_y)
+        _, dc64 = decode_oracle(bits, codebook, grad_y)
+    torch.testing.assert_close(dc, dc64, rtol=tol["rtol"], atol=tol["atol"] * dc64.abs().max().item())
+
+
 def test_noise_matches_the_logistic_distribution(native):
     # With logit s and logistic noise, P(bit = 1) = sigmoid(s).
     codebook = torch.zeros(2, 1)
@@ -137,5 +179,10 @@ def test_kernels_and_fallback_agree(native):
         y_native, bits_native = functional.bitcodes(x, codebook, backend="native", **kwargs)
         y_torch, bits_torch = functional.bitcodes(x, codebook, backend="torch", **kwargs)
         certify_bits(bits_native, x, codebook, accumulated_in=torch.float32, noise=kwargs.get("noise"))
-        if torch.equal(bits_native, bits_torch):
-            torch.testing.assert_close(y_native, y_torch)
+        certify_bits(bits_torch, x, codebook, accumulated_in=torch.float32, noise=kwargs.get("noise"))
+        # A near-tie may flip a bit in one of them: compare the tokens whose bits agree, most of them.
+        same = (bits_native == bits_torch).all(-1, keepdim=True)
+        assert same.float().mean() > 0.9
+        if "noise" in kwargs:
+            assert same.all()  # tie-free noise: no margin is within rounding of 0
+        torch.testing.assert_close(torch.where(same, y_native, 0), torch.where(same, y_torch, 0))

@@ -51,13 +51,46 @@ def test_ema_codebook_moves_to_the_cluster_means(native):
     assert loss.item() < 0.25 * 0.3**2 * 1.5  # only the commitment term, about beta * std^2
 
 
+def test_ema_step_matches_the_formula(native):
+    # One step by hand: usage and sums decay towards the batch's counts and sums, and each code is
+    # their ratio, the usage smoothed (Laplace): (n_k + eps) / (n + K eps) * n. A large eps shows it.
+    data = blobs([[0.0, 0.0], [8.0, 0.0]], per_blob=50)
+    layer = VectorQuantizer(3, 2, ema=True, decay=0.6, eps=0.1)
+    start = torch.tensor([[0.5, 0.0], [7.5, 0.5], [50.0, 50.0]])
+    with torch.no_grad():
+        layer.codebook.copy_(start)
+        layer.embed_sum.copy_(start)
+    _, codes, _ = layer(data)
+    assert torch.equal(codes, torch.arange(2).repeat_interleave(50))  # code 2 is unused
+    counts = torch.bincount(codes, minlength=3).double()
+    usage = 0.6 + 0.4 * counts
+    sums = 0.6 * start.double() + 0.4 * torch.zeros(3, 2, dtype=torch.float64).index_add_(0, codes, data.double())
+    n = usage.sum()
+    expected = sums / ((usage + 0.1) / (n + 3 * 0.1) * n).unsqueeze(1)
+    float32 = dict(rtol=1e-5, atol=1e-5)  # the layer's statistics are float32
+    torch.testing.assert_close(layer.cluster_size.double(), usage, **float32)
+    torch.testing.assert_close(layer.embed_sum.double(), sums, **float32)
+    torch.testing.assert_close(layer.codebook.double(), expected, **float32)
+
+
 def test_dead_codes_restart_on_batch_vectors(native):
     data = blobs([[0.0, 0.0], [8.0, 0.0]])
     layer = VectorQuantizer(4, 2, dead_code_threshold=0.5, decay=0.5)  # usage halves per unused step
     with torch.no_grad():
         layer.codebook.copy_(torch.tensor([[0.0, 0.0], [8.0, 0.0], [100.0, 100.0], [-100.0, 50.0]]))
+    restarted = torch.zeros(4, dtype=torch.bool)
     for _ in range(10):
-        layer(data)
+        before, usage = layer.codebook.detach().clone(), layer.cluster_size.clone()
+        _, codes, _ = layer(data)
+        usage = 0.5 * usage + 0.5 * torch.bincount(codes, minlength=4)  # exact: halves of integers
+        dead = usage < 0.5
+        restarted |= dead
+        after = layer.codebook.detach()
+        assert torch.equal(after[~dead], before[~dead]) and torch.equal(layer.cluster_size[~dead], usage[~dead])
+        # A restarted code sits on a vector of the batch, its usage starts again at 1, its sum at itself.
+        assert (after[dead].unsqueeze(1) == data.unsqueeze(0)).all(-1).any(-1).all()
+        assert (layer.cluster_size[dead] == 1).all() and torch.equal(layer.embed_sum[dead], after[dead])
+    assert torch.equal(restarted, torch.tensor([False, False, True, True]))  # the two far codes, only
     distance_to_data = torch.cdist(layer.codebook.detach(), data).min(1).values
     assert (distance_to_data[2:] < 1e-6).all()  # the far codes now sit on data points
 

@@ -2,13 +2,14 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from bitcodes_pytorch import Bitcodes as PackageBitcodes
 from bitcodes_pytorch import to_bits as package_to_bits
 from bitcodes_pytorch import to_decimal as package_to_decimal
 
 import bitcodes_ext
 from bitcodes_ext import Bitcodes, reference
-from oracle import certify_bits, close_tol, train_oracle
+from oracle import DTYPES, certify_bits, close_tol, integer_case, train_oracle
 
 
 def pair(features, num_bits, temperature, backend, dtype=torch.float32):
@@ -100,6 +101,64 @@ def test_train_matches_package_with_the_same_noise(backend, temperature):
         torch.testing.assert_close(ours_grad.double(), exact, rtol=1e-5, atol=atol)
         torch.testing.assert_close(package_grad.double(), exact, rtol=1e-5, atol=atol)
     # Our deliberate deviation: bits are those that produced y.
+    torch.testing.assert_close(ours.from_bits(bits), y)
+
+
+def tied_pair(tokens, temperature, backend):
+    """The package and our layer with one integer codebook (oracle.integer_case), and x (2, tokens, 12) for it:
+    zero tokens, equal pairs and x orthogonal to a pair give exactly equal pair logits."""
+    package, ours = pair(12, 19, temperature, backend)
+    x, codebook = integer_case((2, tokens), 12, 19, torch.float32)
+    with torch.no_grad():
+        package.codebook.copy_(codebook)
+        ours.codebook.copy_(codebook)
+    pair_logits = torch.einsum("bmd,nd->bmn", x, codebook).unflatten(-1, (19, 2))  # (x.c[2i], x.c[2i+1])
+    return package, ours, x, pair_logits
+
+
+@pytest.mark.parametrize("tokens", [40, 200])  # 1-bit and 4-bit look-up tables
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_logit_ties_match_package_in_eval(backend, dtype, tokens):
+    # At a tie the package's argmax picks the first code of the pair: bit 0, for padding tokens too.
+    package, ours, x, pair_logits = tied_pair(tokens, 1.0, backend)
+    ours.to(dtype)  # integers: exact in every dtype, so the package (float32 only) sees the same inputs
+    package.eval(), ours.eval()
+    tied = pair_logits[..., 0] == pair_logits[..., 1]
+    assert tied.float().mean() > 0.3 and tied[:, ::5].all()  # every 5th token is zero
+    with torch.no_grad():
+        y_pkg, bits_pkg = package(x)
+        y, bits = ours(x.to(dtype))
+        assert torch.equal(bits_pkg, torch.where(tied, 0, bits_pkg))
+        assert torch.equal(bits, bits_pkg)
+        assert torch.equal(y, y_pkg.to(dtype))  # sums of small integers: exact
+        assert torch.equal(ours.from_bits(bits), y) and torch.equal(package.from_bits(bits).to(dtype), y)
+
+
+def test_zero_logit_ties_match_package_in_training(backend, monkeypatch):
+    """In training the package adds Gumbel samples (g0, g1) to each pair's logits (l0, l1) and takes
+    the argmax. Its draw replaced by g = (l1, l0) on half the pairs, those tie exactly
+    (l0 + l1 == l1 + l0) and it picks bit 0; our noise g1 - g0 = l0 - l1 = -logit makes z exactly 0
+    there, and must give bit 0 too. Elsewhere g = (0, 0): the noise-free decision, ties included."""
+    package, ours, x, pair_logits = tied_pair(100, 0.5, backend)
+    package.train(), ours.train()
+    cancelled = torch.rand(pair_logits.shape[:-1]) < 0.5
+    gumbels = torch.where(cancelled.unsqueeze(-1), pair_logits.flip(-1), torch.zeros_like(pair_logits))
+    gumbel_softmax = F.gumbel_softmax
+
+    def with_these_gumbels(logits, tau=1, hard=False, eps=1e-10, dim=-1):
+        # F.gumbel_softmax itself, its own draw made exactly 0 (-log(1)), `gumbels` added instead.
+        with monkeypatch.context() as draw:
+            draw.setattr(torch.Tensor, "exponential_", lambda self, *args, **kwargs: self.fill_(1.0))
+            return gumbel_softmax(logits + gumbels, tau=tau, hard=hard, dim=dim)
+
+    monkeypatch.setattr(F, "gumbel_softmax", with_these_gumbels)
+    y_pkg, _ = package(x)
+    noise = gumbels[..., 1] - gumbels[..., 0]
+    z = pair_logits[..., 1] - pair_logits[..., 0] + noise
+    assert (z == 0).float().mean() > 0.5 and (z > 0).any()
+    y, bits = ours(x, noise)
+    assert torch.equal(bits, (z > 0).long())
+    torch.testing.assert_close(y, y_pkg)  # y_hard - y_soft + y_soft: within rounding of the picked codes' sum
     torch.testing.assert_close(ours.from_bits(bits), y)
 
 

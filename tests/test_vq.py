@@ -9,7 +9,7 @@ import torch
 from scipy.cluster.vq import vq as scipy_vq
 
 from bitcodes_ext import vq
-from oracle import certify_codes, exact_distances
+from oracle import DTYPES, certify_codes, exact_distances, vq_tie_case
 
 
 def test_seed_example(backend):
@@ -22,7 +22,7 @@ def test_seed_example(backend):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("n,k,d", [(1, 1, 1), (50, 7, 3), (333, 300, 17), (1000, 64, 64)])
+@pytest.mark.parametrize("n,k,d", [(1, 1, 1), (50, 7, 3), (333, 300, 17), (1000, 64, 64), (400, 1100, 9)])
 def test_matches_scipy(backend, n, k, d, dtype):
     observations, codebook = torch.randn(n, d, dtype=dtype), torch.randn(k, d, dtype=dtype)
     codes, dist = vq(observations, codebook, backend=backend)
@@ -31,6 +31,7 @@ def test_matches_scipy(backend, n, k, d, dtype):
     certify_codes(codes, observations, codebook, rtol)
     certify_codes(torch.from_numpy(scipy_codes).long(), observations, codebook, rtol)
     same = codes.numpy() == scipy_codes
+    assert same.mean() > 0.99  # codes differ only at near-ties
     torch.testing.assert_close(dist[torch.from_numpy(same)], torch.from_numpy(scipy_dist)[torch.from_numpy(same)].to(dtype))
 
 
@@ -49,6 +50,32 @@ def test_ties_go_to_the_lowest_index(backend):
     observations = torch.tensor([[1.0, 0.0], [0.5, 0.0], [-0.5, 0.0], [3.0, 0.0]])
     codes, _ = vq(observations, codebook, backend=backend)
     assert codes.tolist() == [1, 0, 0, 1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exact_ties_go_to_the_lowest_index_across_lanes_and_tiles(backend, dtype):
+    observations, codebook = vq_tie_case(600, 1100, 4, dtype)
+    d = exact_distances(observations, codebook)
+    tied = (d == d.min(1, keepdim=True).values).sum(1) > 1
+    assert tied.float().mean() > 0.4
+    codes, dist = vq(observations, codebook, backend=backend)
+    assert torch.equal(codes, d.argmin(1))  # argmin: the first of equal minima
+    torch.testing.assert_close(dist, d.min(1).values.to(dtype))
+    if dtype in (torch.float32, torch.float64):
+        scipy_codes, _ = scipy_vq(observations.numpy(), codebook.numpy())
+        assert torch.equal(codes, torch.from_numpy(scipy_codes).long())
+
+
+@pytest.mark.parametrize("scale,offset", [(1.0, 100.0), (1e-22, 0.0)])
+def test_distance_is_the_exact_one_rounded(backend, scale, offset):
+    # The chosen code's distance is recomputed in double: within an ulp of the exact distance of
+    # the float32 inputs, for long vectors far from the origin (a float32 sum of 1024 squares is
+    # off by a few ulps) and for tiny ones (their float32 squares are subnormal and lose digits).
+    observations = (offset + scale * torch.randn(300, 1024, dtype=torch.float64)).float()
+    codebook = (offset + scale * torch.randn(20, 1024, dtype=torch.float64)).float()
+    codes, dist = vq(observations, codebook, backend=backend)
+    exact = (observations.double() - codebook.double()[codes]).square().sum(1).sqrt()
+    torch.testing.assert_close(dist.double(), exact, rtol=torch.finfo(torch.float32).eps, atol=0)
 
 
 def test_nan_rows_get_code_0_and_nan_distance(backend):

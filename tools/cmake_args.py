@@ -2,7 +2,8 @@
 
 A CUDA build of torch makes find_package(Torch) look for the CUDA toolkit and nvrtc; pip's
 wheel ships nvrtc under site-packages/nvidia, and CMake cannot guess the toolkit where nvcc
-on PATH is a wrapper script. A CPU build needs only the prefix.
+on PATH is a wrapper script. A CPU build needs only the prefix. The CPU kernels are built for
+the best instruction set this CPU supports, as torch reports it.
 """
 
 import glob
@@ -11,7 +12,9 @@ import os
 import torch
 import torch.utils
 
-args = [f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
+reported = torch.backends.cpu.get_cpu_capability().upper()  # e.g. AVX512_VNNI, or NEON elsewhere
+capability = "AVX512" if reported.startswith("AVX512") else "AVX2" if reported == "AVX2" else "DEFAULT"
+args = [f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}", f"-DBITCODES_CPU_CAPABILITY={capability}"]
 if torch.version.cuda:
     home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
     args.append(f"-DCUDA_TOOLKIT_ROOT_DIR={home}")

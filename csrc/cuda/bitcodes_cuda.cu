@@ -5,8 +5,9 @@
 #include "../codebook_terms.h"
 #include "bitcodes_kernels.cuh"
 #include "codebook_sums.cuh"
-#include "gemm_route.h"
+#include "gemm_launch.h"
 #include "launch.cuh"
+#include "mma_launch.h"
 #include "route.h"
 
 #include <ATen/Dispatch.h>
@@ -45,8 +46,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_
   const int64_t N = x.numel() / D;
   const Problem problem{CudaOp::kForward, x.scalar_type(), N, B, D, training,
                         int64_t(c10::elementSize(bits_dtype))};
-  if (choose_route(problem) == Route::kGemm) return gemm::forward(x, codebook, noise, training, euclidean, bits_dtype);
-  // The CUDA-core kernels write int64 bits; other dtypes are converted after them.
+  const Route route = choose_route(problem);
+  if (route == Route::kGemm) return gemm::forward(x, codebook, noise, training, euclidean, bits_dtype);
+  // The CUDA-core and mma kernels write int64 bits; other dtypes are converted after them.
   auto y = at::empty(x.sizes(), x.options());
   auto bits = at::empty(with_last_dim(x, B), x.options().dtype(at::kLong));
   auto z = at::empty(training ? with_last_dim(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
@@ -57,6 +59,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_
   const auto bias = euclidean ? euclidean_bias(cb).contiguous() : at::zeros({B}, cb.options());
   const bool draw_noise = training && !noise.defined();
   const auto philox = draw_noise ? reserve_philox(B) : at::PhiloxCudaState();
+  if (route == Route::kMma) {
+    mma_forward(x, codebook.contiguous(), bias, noise, philox, training, draw_noise, y, bits, z);
+    return {y, bits.to(bits_dtype), z};
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const ForwardArgs<scalar_t, acc_t> args{

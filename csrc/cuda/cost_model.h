@@ -1,7 +1,8 @@
-// The cost model that choose_route (route.h) follows until a GPU has measured: the predicted
-// time of a route for a Problem on an H100 SXM, from the bytes each kernel or GEMM moves and
-// the FLOPs it does. Each step costs max(bytes / bandwidth, FLOPs / rate) plus one launch per
-// call; steps add up (nothing overlaps). benchmarks/NOTES.md ("CUDA") tabulates it at the #3
+// The cost model, the one model of every route, that choose_route (route.h) follows until a GPU
+// has measured: the predicted time of a route for a Problem on an H100 SXM, from the bytes each
+// kernel or GEMM moves and the FLOPs it does. Routes cores and gemm: each step costs
+// max(bytes / bandwidth, FLOPs / rate) plus one launch per call, and steps add up (nothing
+// overlaps); route mma's one-pass kernels: the largest of their memory and compute times. benchmarks/NOTES.md ("CUDA") tabulates it at the #3
 // grid, and the GPU benchmark tests it: correct the constants here, in one place.
 #pragma once
 
@@ -11,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace bitcodes_ext::cuda {
@@ -28,6 +30,11 @@ struct DeviceRates {
   double cores_fp32 = 30e12;
   double cores_fp64 = 15e12;
   double cores_hbm = 0.4e12;
+  // Route mma's kernels (mma_kernels.cuh): mma.sync without wgmma reaches well under Hopper's
+  // dense peak; their codebook and x tiles come again from L2; the argmin runs on the CUDA cores.
+  double l2 = 7.0e12;          // bytes/s from L2 to the SMs
+  double mma_sync = 400e12;    // FLOP/s of dense bf16/fp16 mma.sync
+  double core_ops = 33e12;     // scalar operations/s over all CUDA-core lanes (the FP32 issue rate)
 };
 
 inline constexpr DeviceRates kH100{};
@@ -139,6 +146,32 @@ inline double cores_route(const Problem& p, const DeviceRates& r) {
       break;
   }
   return total.seconds;
+}
+
+// Route mma (mma_kernels.cuh): the bf16/fp16 forward and vq in one pass; its other ops are the
+// CUDA-core kernels'. Its forward writes int64 bits, converted afterwards for another bits dtype.
+inline double mma_route(const Problem& p, const DeviceRates& r) {
+  const double T = double(p.tokens), D = double(p.features), W = double(p.width);
+  const double in = double(at::elementSize(p.dtype));
+  if (p.op == CudaOp::kForward) {
+    const double io = T * D * 2 * in + T * W * 8 + (p.training ? T * W * 4 : 0);  // x, y, bits, z
+    const double rows = round_up(2 * W, 16);                     // codebook rows, in n-tile pairs
+    const double x_reads = std::ceil(W / 64);                    // x streamed once per 64 bits
+    const double flops = 2 * T * D * rows * 2;                   // logits + one-hot sum
+    const double l2 = 2 * std::ceil(T / 128) * rows * D * in;   // codebook twice per 128 tokens
+    const double dram = io + (x_reads - 1) * T * D * in;
+    const double convert = p.bits_bytes != 8 ? T * W * (8 + p.bits_bytes) / r.hbm + r.launch : 0;
+    return std::max({dram / r.hbm, l2 / r.l2, flops / r.mma_sync}) + convert;
+  }
+  if (p.op == CudaOp::kVq) {
+    const double io = T * D * in + T * (8 + in);
+    const double flops = 2 * T * round_up(W, 128) * D;
+    // per 128 x 128 tile: x and the codes again from L2; the argmin's ~4 CUDA-core operations per score
+    const double l2 = (std::ceil(T / 128) * W + std::ceil(W / 128) * T) * D * in;
+    const double epilogue = 4 * T * W / r.core_ops;
+    return std::max({io / r.hbm, l2 / r.l2, flops / r.mma_sync, epilogue});
+  }
+  return cores_route(p, r);
 }
 
 }  // namespace cost

@@ -3,7 +3,7 @@
 #include "../checks.h"
 #include "../codebook_terms.h"
 #include "codebook_sums.cuh"
-#include "gemm_route.h"
+#include "gemm_launch.h"
 #include "launch.cuh"
 #include "overlapped_sum.cuh"
 #include "route.h"

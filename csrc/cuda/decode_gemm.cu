@@ -6,7 +6,7 @@
 #include "gemm_epilogues.cuh"
 #include "gemm_ops.h"
 #include "gemm_plan.h"
-#include "gemm_route.h"
+#include "gemm_launch.h"
 #include "launch.cuh"
 
 #include <ATen/Dispatch.h>

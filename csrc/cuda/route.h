@@ -3,11 +3,15 @@
 // Routes (each op implements the ones it has; `supports` says which):
 //   kCudaCores  the kernels built on tile_gemm.cuh, on the CUDA cores, for every dtype.
 //   kGemm       route 1: ATen (cuBLAS) GEMMs, tensor cores for bf16/fp16 with float32
-//               accumulation, and our fused epilogues, per chunk of tokens (gemm_plan.h).
+//               accumulation, and our fused epilogues, per chunk of tokens (gemm_plan.h); every
+//               op and dtype.
+//   kMma        bf16/fp16 forward and vq fused on the tensor cores (mma.sync, ldmatrix, cp.async;
+//               mma_kernels.cuh), sm_80 and newer, features % 8 == 0, num_bits <= 512.
 //
-// The rule: the supported route with the lowest predicted time in cost_model.h, until a GPU
-// has measured them. BITCODES_CUDA_ROUTE=<name> forces a route wherever it supports the problem
-// (tests and benchmarks run each route this way); unset or `auto` takes the rule.
+// BITCODES_CUDA_ROUTE=<name> forces a route wherever it supports the problem (tests and
+// benchmarks run each route this way); unset or `auto` takes the rule in choose_route: the
+// fastest by the cost model (cost_model.h, the one model of every route) among the routes
+// trusted for auto.
 #pragma once
 
 #include "cost_model.h"
@@ -21,7 +25,8 @@
 
 namespace bitcodes_ext::cuda {
 
-enum class Route { kCudaCores, kGemm };
+enum class Route { kCudaCores, kGemm, kMma };
+inline constexpr Route kAllRoutes[] = {Route::kCudaCores, Route::kGemm, Route::kMma};
 
 inline const char* route_name(Route route) {
   switch (route) {
@@ -29,56 +34,78 @@ inline const char* route_name(Route route) {
       return "cores";
     case Route::kGemm:
       return "gemm";
+    case Route::kMma:
+      return "mma";
   }
   return "?";
 }
 
-inline bool supports(Route route, const Problem&) {
+// The current device's compute capability (major), from mma_cuda.cu.
+int current_device_major();
+
+// `major`: the device's compute capability; the model's callers (python_module.cpp) pass the
+// modelled H100's 9 instead of asking a device.
+inline bool supports(Route route, const Problem& problem, int major) {
   switch (route) {
     case Route::kCudaCores:
     case Route::kGemm:
       return true;
+    case Route::kMma:
+      return (problem.op == CudaOp::kForward || problem.op == CudaOp::kVq) &&
+             (problem.dtype == at::kBFloat16 || problem.dtype == at::kHalf) && problem.features % 8 == 0 &&
+             (problem.op != CudaOp::kForward || problem.width <= 512) && major >= 8;
   }
   return false;
 }
 
-// Predicted seconds on an H100 (cost_model.h).
+// Whether `auto` may choose a route.
+// - cores: the kernels every release has run.
+// - gemm: cuBLAS's GEMMs (the tensor cores the reference itself uses under autocast) and our
+//   epilogue kernels, plain CUDA C++ that the emulator runs as written; nothing in it is
+//   unverified the way inline PTX is, so it is trusted from the start, the baseline that cannot
+//   lose to the reference (issue 11).
+// - mma: verified only on the CUDA emulator, which executes the instructions its wrappers stand
+//   for but never their inline PTX (operand order, constraints, address conversion): opt-in
+//   (BITCODES_CUDA_ROUTE=mma) until a GPU run passes tests/test_cuda_mma.py and the benchmark
+//   confirms the model; then set this to true.
+inline bool trusted_for_auto(Route route) { return route != Route::kMma; }
+
+// Predicted seconds on an H100 SXM (cost_model.h).
 inline double predicted_seconds(Route route, const Problem& problem, const DeviceRates& rates = kH100) {
   switch (route) {
     case Route::kCudaCores:
       return cost::cores_route(problem, rates);
     case Route::kGemm:
       return cost::gemm_route(problem, rates);
+    case Route::kMma:
+      return cost::mma_route(problem, rates);
   }
   return 0;
 }
 
-inline Route choose_route(const Problem& problem) {
-  constexpr Route kAll[] = {Route::kCudaCores, Route::kGemm};
+// The forced route, else the trusted supported route of lowest predicted time (cores on a tie).
+inline Route choose_route(const Problem& problem, int major) {
   const char* forced = std::getenv("BITCODES_CUDA_ROUTE");
   if (forced != nullptr && *forced != '\0' && std::strcmp(forced, "auto") != 0) {
     bool known = false;
-    for (const Route route : kAll) {
+    for (const Route route : kAllRoutes) {
       if (std::strcmp(forced, route_name(route)) != 0) continue;
       known = true;
-      if (supports(route, problem)) return route;
+      if (supports(route, problem, major)) return route;
     }
-    TORCH_CHECK_VALUE(known, "BITCODES_CUDA_ROUTE must be auto or the name of a route (cores, gemm), got '", forced,
-                      "'");
+    TORCH_CHECK_VALUE(known, "BITCODES_CUDA_ROUTE must be auto or the name of a route (cores, gemm, mma), got '",
+                      forced, "'");
   }
   Route best = Route::kCudaCores;
-  double best_seconds = 0;
-  bool found = false;
-  for (const Route route : kAll) {
-    if (!supports(route, problem)) continue;
-    const double seconds = predicted_seconds(route, problem);
-    if (!found || seconds < best_seconds) {
+  for (const Route route : kAllRoutes) {
+    if (trusted_for_auto(route) && supports(route, problem, major) &&
+        predicted_seconds(route, problem) < predicted_seconds(best, problem))
       best = route;
-      best_seconds = seconds;
-      found = true;
-    }
   }
   return best;
 }
+
+// On the current device.
+inline Route choose_route(const Problem& problem) { return choose_route(problem, current_device_major()); }
 
 }  // namespace bitcodes_ext::cuda

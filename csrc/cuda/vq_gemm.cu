@@ -5,7 +5,7 @@
 #include "../checks.h"
 #include "gemm_ops.h"
 #include "gemm_plan.h"
-#include "gemm_route.h"
+#include "gemm_launch.h"
 #include "launch.cuh"
 #include "vq_epilogues.cuh"
 

@@ -5,16 +5,26 @@ The sources are rewritten mechanically, and only where CUDA syntax has no C++ sp
 CUDA-only includes -> emu_cuda.h, `__shared__` -> `static` (a block's fibers share it; blocks
 run one at a time), the `extern __shared__` mask -> the launch's dynamic buffer, `<<<...>>>`
 launches -> emu::Launcher, and the CUDA registrations -> ops under `bitcodes_emu`. Kernel
-bodies are otherwise byte-identical to what nvcc compiles.
+bodies are otherwise byte-identical to what nvcc compiles. Instructions with no C++ spelling
+(mma.sync, ldmatrix, cp.async) are called through the wrappers of csrc/cuda/mma.cuh, which
+take the emulator's implementations where emu_cuda.h (force-included) defines
+BITCODES_CUDA_EMULATOR, and inline PTX under nvcc.
+
+The library also carries the test-only ops of emu_*.cpp (bitcodes_emu::set_order, route_for,
+and the instruction tests of emu_instructions.cpp used by tests/test_cuda_emulator.py).
 
     python tools/cuda_emulator/build.py   # prints the path of the library to load
 """
 
+import logging
 import os
 import pathlib
 import re
 
-from torch.utils.cpp_extension import load
+# Importing cpp_extension logs "No CUDA runtime is found, using CUDA_HOME=..." without a GPU (a
+# wrong guess here); the emulator compiles plain C++. Only that message is dropped.
+logging.getLogger("torch.utils.cpp_extension").addFilter(lambda record: not record.getMessage().startswith("No CUDA runtime is found"))
+from torch.utils.cpp_extension import load  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -33,21 +43,31 @@ def rewrite(text):
     return text.replace("m.impl(", "m.def(")
 
 
+def write_if_changed(path, text):
+    """Leaves an unchanged file (and its time stamp) alone, so that ninja rebuilds only what changed."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
 def main():
     source = OUT / "src" / "csrc"
     (source / "cuda").mkdir(parents=True, exist_ok=True)
     for header in ("bits_dtype.h", "checks.h", "codebook_terms.h"):
-        (source / header).write_text((ROOT / "csrc" / header).read_text())
+        write_if_changed(source / header, (ROOT / "csrc" / header).read_text())
     for path in sorted((ROOT / "csrc" / "cuda").iterdir()):
         name = path.name.replace(".cu", ".cpp") if path.suffix == ".cu" else path.name
-        (source / "cuda" / name).write_text(rewrite(path.read_text()))
-    sources = sorted(str(p) for p in (source / "cuda").glob("*.cpp")) + [str(HERE / "emu_control.cpp")]
+        write_if_changed(source / "cuda" / name, rewrite(path.read_text()))
+    # The kernels, then the test-only ops (emu_*.cpp: scheduling control, the instructions driven
+    # directly), which include the rewritten headers as "cuda/...".
+    sources = sorted(str(p) for p in (source / "cuda").glob("*.cpp")) + sorted(str(p) for p in HERE.glob("emu_*.cpp"))
     load(
         name="bitcodes_cuda_emulated",
         sources=sources,
         build_directory=str(OUT),
         is_python_module=False,
-        extra_cflags=["-O2", "-std=c++20", f"-I{HERE}", "-include", str(HERE / "emu_cuda.h"), "-Wno-unknown-pragmas"],
+        # -fno-strict-aliasing: kernels store pairs of 16-bit values as one 32-bit word, as CUDA code does.
+        extra_cflags=["-O2", "-std=c++20", "-fno-strict-aliasing", f"-I{HERE}", f"-I{source}", "-include",
+                      str(HERE / "emu_cuda.h"), "-Wno-unknown-pragmas"],
         verbose=bool(os.environ.get("VERBOSE")),
     )
     print(OUT / "bitcodes_cuda_emulated.so")

@@ -1,0 +1,386 @@
+"""The mutation catalogue: small planted bugs that the test suite must catch (tools/mutants.py runs it).
+
+Each mutant replaces one exact string, which must occur exactly once, in one file. `first` names
+the tests most likely to catch it: they run first (then the rest of the suite, in full mode), and
+alone in quick mode, where they must catch it by themselves. A surviving mutant is a missing
+test: add the test, never weaken or delete the mutant.
+
+Files with arithmetic that have no mutant here, and why:
+- csrc/cpu/output_memory.h: its arithmetic only picks the address range of a madvise() hint,
+  which changes no value any op returns (a mutant there is equivalent).
+- bitcodes_ext/_extension.py: being restructured (one module per CPU capability); its capability
+  comparison is checked by test_build.py, which fails in CI (and here: the runner sets CI=1)
+  when the kernels do not load.
+- bitcodes_ext/vq.py, info.py, __init__.py, csrc/bitcodes.cpp, csrc/python_module.cpp: no
+  arithmetic.
+"""
+
+from dataclasses import dataclass
+from typing import Tuple
+
+# What the issue asks the catalogue to cover; every mutant names one of these.
+COVERS = (
+    "ties",
+    "NaN",
+    "vector tails",
+    "tile and chunk boundaries",
+    "dtype conversion",
+    "gradient scaling",
+    "euclidean bias and gradient",
+    "vq ties and exact distance",
+    "noise stream",
+    "pure-torch fallback",
+    "overlapped sum",
+    "quantizer state",
+    "bad input",
+    "package compatibility",
+)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str
+    new: str
+    covers: str
+    bug: str  # what goes wrong, in a few words
+    first: Tuple[str, ...]  # test files or node ids to run first (and alone in quick mode)
+    quick: bool = False  # part of the fast subset that CI runs
+
+    @property
+    def kind(self) -> str:
+        """cuda: csrc/cuda/ (emulated suite); cpu: the rest of csrc/ (rebuild); python: no rebuild."""
+        if self.path.startswith("csrc/cuda/"):
+            return "cuda"
+        return "cpu" if self.path.startswith("csrc/") else "python"
+
+
+TIES = "tests/test_ties.py"
+PACKAGE = "tests/test_reference_package.py"
+KERNELS = "tests/test_kernels.py"
+VQ = "tests/test_vq.py"
+CUDA_BITCODES = "tests/test_cuda_bitcodes.py"
+CUDA_VQ = "tests/test_cuda_vq.py"
+
+MUTANTS = (
+    # ---- csrc/cpu/microkernels.h: threshold, straight-through terms, projections, sums ----
+    Mutant(
+        "threshold-tie", "csrc/cpu/microkernels.h",
+        "(zz > V(acc_t(0))).zero_mask()", "(zz >= V(acc_t(0))).zero_mask()",
+        "ties", "an exact-zero margin (zero token, equal pair) gives bit 1",
+        (f"{TIES}::test_exact_zero_margins_give_bit_0_in_eval",), quick=True,
+    ),
+    Mutant(
+        "threshold-nan", "csrc/cpu/microkernels.h",
+        "~uint32_t((zz > V(acc_t(0))).zero_mask())", "uint32_t((zz <= V(acc_t(0))).zero_mask())",
+        "NaN", "a NaN margin gives bit 1 (positive = not <= 0)",
+        (f"{KERNELS}::test_nan_rows_give_zero_bits",),
+    ),
+    Mutant(
+        "straight-through-tie", "csrc/cpu/microkernels.h",
+        "V bit = V::blendv(zero, one, zz > zero);", "V bit = V::blendv(zero, one, zz >= zero);",
+        "ties", "the training backward counts a z = 0 bit as 1 in the codebook gradient",
+        (f"{TIES}::test_exact_zero_margins_give_bit_0_in_training",),
+    ),
+    Mutant(
+        "straight-through-scale", "csrc/cpu/microkernels.h",
+        "V rr = p * (one - p) * V::loadu(u + i) / vtau;",
+        "V rr = p * (one - p) * V::loadu(u + i) / vtau * V(acc_t(0.995));",
+        "gradient scaling", "r = p(1-p)u/tau 0.5% too small",
+        (f"{KERNELS}::test_train_matches_oracle",),
+    ),
+    Mutant(
+        "projection-token-tail", "csrc/cpu/microkernels.h",
+        "for (; t < nt; ++t) project_block<acc_t, 1, MV>",
+        "for (; t + 1 < nt; ++t) project_block<acc_t, 1, MV>",
+        "tile and chunk boundaries", "the last token of a tile left over by the register blocks is not projected",
+        (f"{KERNELS}::test_eval_matches_oracle",),
+    ),
+    Mutant(
+        "projection-two-vector-block", "csrc/cpu/microkernels.h",
+        "if (b + 2 * L <= nb) {", "if (b + 2 * L < nb) {",
+        "vector tails", "when exactly two vectors of bits remain, the second is not projected",
+        (f"{KERNELS}::test_eval_matches_oracle", "tests/test_fuzz.py"),
+    ),
+    Mutant(
+        "dx-panel-tail", "csrc/cpu/microkernels.h",
+        "else if (width > L) combine_panel<acc_t, 2, false>(R, nt, ldr, nb, panel, width - L, out + d, ldo);",
+        "else if (width > L) combine_panel<acc_t, 2, false>(R, nt, ldr, nb, panel, width - L - 1, out + d, ldo);",
+        "vector tails", "dx misses the last feature of a panel tail of 1-2 vectors",
+        (f"{KERNELS}::test_train_matches_oracle",),
+    ),
+    Mutant(
+        "grad-sum-tail", "csrc/cpu/microkernels.h",
+        ".store(sum + d, D - d);", ".store(sum + d, D - d - 1);",
+        "vector tails", "sum_t g misses its last feature when D is not a multiple of the vector width",
+        (f"{KERNELS}::test_eval_gradient_reaches_only_the_codebook", f"{KERNELS}::test_train_matches_oracle"),
+    ),
+    # ---- csrc/cpu/lookup.h: the overlapped sum's tables ----
+    Mutant(
+        "pack-codes-tail", "csrc/cpu/lookup.h",
+        "for (int64_t j = 0; 4 * full + j < num_bits; ++j)", "for (int64_t j = 0; 4 * full + j + 1 < num_bits; ++j)",
+        "vector tails", "from_bits drops the last bit of a partial group of 4 (num_bits % 4 != 0)",
+        (f"{KERNELS}::test_from_bits_reproduces_y",),
+    ),
+    Mutant(
+        "lookup-last-odd-group", "csrc/cpu/lookup.h",
+        "  if (g < G)\n", "  if (g + 1 < G)\n",
+        "vector tails", "y misses the last look-up group when the number of groups is even",
+        (f"{KERNELS}::test_eval_matches_oracle",),
+    ),
+    Mutant(
+        "lookup-slice-offset", "csrc/cpu/lookup.h",
+        "out + t * D + d0);", "out + t * D);",
+        "tile and chunk boundaries", "every table slice writes the first features of y (wide D, many slices)",
+        (f"{KERNELS}::test_eval_matches_oracle",),
+    ),
+    # ---- csrc/cpu/codebook_grad.h, tiles.h: chunks and tiles ----
+    Mutant(
+        "chunk-sum-skips-one", "csrc/cpu/codebook_grad.h",
+        "for (int64_t c = 1; c < chunks; ++c)", "for (int64_t c = 2; c < chunks; ++c)",
+        "tile and chunk boundaries", "the codebook gradient leaves out the second chunk of tokens",
+        (f"{KERNELS}::test_eval_gradient_reaches_only_the_codebook",),
+    ),
+    Mutant(
+        "chunk-boundaries", "csrc/cpu/tiles.h",
+        "return chunk * tiles / chunks;", "return chunk * (tiles / chunks);",
+        "tile and chunk boundaries", "with more tiles than chunks (> 64 tiles), the last tiles belong to no chunk",
+        (f"{KERNELS}::test_gradients_with_more_tiles_than_chunks",),
+    ),
+    Mutant(
+        "tile-count", "csrc/cpu/tiles.h",
+        "return (num_tokens + kTileTokens - 1) / kTileTokens;", "return (num_tokens + kTileTokens - 2) / kTileTokens;",
+        "tile and chunk boundaries", "a last tile of exactly one token is dropped (N = 48k + 1)",
+        (f"{KERNELS}::test_eval_matches_oracle",),
+    ),
+    Mutant(
+        "convert-tail", "csrc/cpu/tiles.h",
+        "at::vec::convert(src, buffer, n);", "at::vec::convert(src, buffer, n - 1);",
+        "dtype conversion", "bf16/fp16 tiles: the last input element is not converted to float",
+        (f"{KERNELS}::test_eval_matches_oracle",),
+    ),
+    # ---- csrc/cpu/noise.h: the noise stream ----
+    Mutant(
+        "noise-subsequence", "csrc/cpu/noise.h",
+        "at::Philox4_32 engine(seed, static_cast<uint64_t>(first_token + t), 0);",
+        "at::Philox4_32 engine(seed, static_cast<uint64_t>(t), 0);",
+        "noise stream", "every tile of 48 tokens draws the same noise",
+        (f"{KERNELS}::test_drawn_noise_depends_only_on_seed_token_and_bit",), quick=True,
+    ),
+    Mutant(
+        "noise-scalar-tail", "csrc/cpu/noise.h",
+        "out[k] = std::log(out[k] / (acc_t(1) - out[k]));", "out[k] = std::log(out[k]);",
+        "noise stream", "the numbers past the last whole vector of a tile are log(u), not logistic",
+        (f"{KERNELS}::test_drawn_noise_depends_only_on_seed_token_and_bit",),
+    ),
+    # ---- csrc/cpu/vq_cpu.cpp ----
+    Mutant(
+        "vq-lane-tie", "csrc/cpu/vq_cpu.cpp",
+        "const V better = score < best;", "const V better = score <= best;",
+        "vq ties and exact distance", "equal distances within a SIMD lane go to the highest code",
+        (f"{VQ}::test_exact_ties_go_to_the_lowest_index_across_lanes_and_tiles",), quick=True,
+    ),
+    Mutant(
+        "vq-cross-lane-tie", "csrc/cpu/vq_cpu.cpp",
+        "(score == best && code < k)", "(score == best && code > k)",
+        "vq ties and exact distance", "equal distances in different lanes go to the highest code",
+        (f"{VQ}::test_ties_go_to_the_lowest_index",),
+    ),
+    Mutant(
+        "vq-code-tile-offset", "csrc/cpu/vq_cpu.cpp",
+        "lane_offsets + V(acc_t(k0 + k))", "lane_offsets + V(acc_t(k))",
+        "tile and chunk boundaries", "codes past the first codebook tile are reported without the tile's offset",
+        (f"{VQ}::test_matches_scipy",),
+    ),
+    Mutant(
+        "vq-distance-precision", "csrc/cpu/vq_cpu.cpp",
+        "double sum = 0;", "acc_t sum = 0;",
+        "vq ties and exact distance", "the chosen code's distance is summed in float, not double",
+        (f"{VQ}::test_distance_is_the_exact_one_rounded",),
+    ),
+    # ---- csrc/cpu/decode_cpu.cpp, panels.h, prepared_codebook.h ----
+    Mutant(
+        "decode-grad-scale", "csrc/cpu/decode_cpu.cpp",
+        "bits[t * Bp + i] = acc_t(bits8[(t0 + t) * B + i]);",
+        "bits[t * Bp + i] = acc_t(bits8[(t0 + t) * B + i]) * acc_t(0.995);",
+        "gradient scaling", "the eval/from_bits codebook gradient's bit terms 0.5% too small",
+        (f"{KERNELS}::test_eval_gradient_reaches_only_the_codebook",),
+    ),
+    Mutant(
+        "panel-layout", "csrc/cpu/panels.h",
+        "permute({1, 0, 2})", "permute({0, 1, 2})",
+        "tile and chunk boundaries", "column panels laid out row-major: wrong as soon as there are two panels",
+        (f"{KERNELS}::test_train_matches_oracle", f"{VQ}::test_matches_scipy"),
+    ),
+    Mutant(
+        "codebook-through-half", "csrc/cpu/prepared_codebook.h",
+        "p.codebook = codebook.to(acc).contiguous();", "p.codebook = codebook.to(at::kHalf).to(acc).contiguous();",
+        "dtype conversion", "the codebook is rounded to float16 on its way to the accumulation type",
+        (f"{KERNELS}::test_eval_matches_oracle",),
+    ),
+    # ---- csrc/: shared by the CPU and CUDA ops ----
+    Mutant(
+        "euclidean-bias-scale", "csrc/codebook_terms.h",
+        ".sum(1) * 0.5;", ".sum(1) * 0.495;",
+        "euclidean bias and gradient", "the euclidean bias 1% too small",
+        (f"{TIES}::test_exact_zero_margins_give_bit_0_in_eval", f"{KERNELS}::test_eval_matches_oracle"),
+    ),
+    Mutant(
+        "euclidean-grad-scale", "csrc/codebook_terms.h",
+        "grad_odd.sub_(r_sum.unsqueeze(1) * codebook.slice(0, 1, c10::nullopt, 2));",
+        "grad_odd.sub_(r_sum.unsqueeze(1) * codebook.slice(0, 1, c10::nullopt, 2) * 0.99);",
+        "euclidean bias and gradient", "the odd codes' euclidean gradient term 1% too small",
+        (f"{KERNELS}::test_train_matches_oracle",),
+    ),
+    Mutant(
+        "noise-dtype", "csrc/checks.h",
+        "return noise->to(at::toOpMathType(x.scalar_type())).contiguous();",
+        "return noise->to(at::kFloat).to(at::toOpMathType(x.scalar_type())).contiguous();",
+        "dtype conversion", "injected noise is rounded to float32 on its way to float64",
+        (f"{KERNELS}::test_train_matches_oracle",),
+    ),
+    # ---- bitcodes_ext/: the pure-torch fallback (and oracle) and the Python faces ----
+    Mutant(
+        "reference-eval-tie", "bitcodes_ext/reference.py",
+        "bits = pair_logits(xc, cb, metric) > 0", "bits = pair_logits(xc, cb, metric) >= 0",
+        "ties", "the fallback gives bit 1 at an exact-zero logit in eval",
+        (f"{PACKAGE}::test_zero_logit_ties_match_package_in_eval",), quick=True,
+    ),
+    Mutant(
+        "reference-train-tie", "bitcodes_ext/reference.py",
+        "bits = z.detach() > 0", "bits = z.detach() >= 0",
+        "ties", "the fallback gives bit 1 at z = 0 in training",
+        (f"{PACKAGE}::test_zero_logit_ties_match_package_in_training",),
+    ),
+    Mutant(
+        "reference-temperature", "bitcodes_ext/reference.py",
+        "soft = torch.sigmoid(z / temperature)", "soft = torch.sigmoid(z / (temperature * 1.01))",
+        "gradient scaling", "the fallback's straight-through gradient at a 1% higher temperature",
+        (f"{KERNELS}::test_train_matches_oracle",),
+    ),
+    Mutant(
+        "reference-euclidean-bias", "bitcodes_ext/reference.py",
+        "logits = logits - 0.5 * (odd.square()", "logits = logits - 0.495 * (odd.square()",
+        "euclidean bias and gradient", "the fallback's euclidean bias 1% too small",
+        (f"{TIES}::test_exact_zero_margins_give_bit_0_in_eval",),
+    ),
+    Mutant(
+        "reference-noise-sign", "bitcodes_ext/reference.py",
+        "return gumbels[..., 1] - gumbels[..., 0]", "return gumbels[..., 0] - gumbels[..., 1]",
+        "noise stream", "the fallback's noise is g0 - g1: not the package's draw under the same seed",
+        (f"{PACKAGE}::test_reference_draws_the_package_noise_under_the_same_seed",),
+    ),
+    Mutant(
+        "reference-compute-dtype", "bitcodes_ext/reference.py",
+        "return torch.float64 if dtype == torch.float64 else torch.float32",
+        "return torch.float64 if dtype == torch.float64 else dtype",
+        "dtype conversion", "the fallback accumulates bf16/fp16 inputs in bf16/fp16",
+        (f"{PACKAGE}::test_eval_matches_package", "tests/test_ops.py::test_opcheck_forward"),
+    ),
+    Mutant(
+        "reference-vq-distance", "bitcodes_ext/reference.py",
+        "dist = (x.double() - codebook.double()[codes])", "dist = (x - c[codes])",
+        "vq ties and exact distance", "the fallback's vq distance computed in float32, not double",
+        (f"{VQ}::test_distance_is_the_exact_one_rounded",),
+    ),
+    Mutant(
+        "fallback-under-autocast", "bitcodes_ext/functional.py",
+        "return torch.autocast(device.type, enabled=False)", "return torch.autocast(device.type, enabled=True)",
+        "pure-torch fallback", "the fallback's float32 matmuls are rounded to the autocast dtype",
+        ("tests/test_ops.py::test_from_bits_and_vq_ignore_autocast", "tests/test_ops.py::test_autocast_runs_in_the_autocast_dtype"),
+    ),
+    Mutant(
+        "autocast-dtype", "bitcodes_ext/functional.py",
+        "return torch.get_autocast_dtype(device.type)", "return torch.float16",
+        "dtype conversion", "under autocast, x and the codebook are cast to float16 whatever autocast's dtype",
+        ("tests/test_ops.py::test_autocast_runs_in_the_autocast_dtype",),
+    ),
+    Mutant(
+        "fake-z-dtype", "bitcodes_ext/ops.py",
+        "dtype=compute_dtype(x.dtype))", "dtype=x.dtype)",
+        "dtype conversion", "the fake kernel gives z the input dtype instead of the accumulation type",
+        ("tests/test_ops.py::test_opcheck_forward",),
+    ),
+    Mutant(
+        "restart-usage", "bitcodes_ext/quantizer.py",
+        "self.cluster_size[dead] = 1.0", "self.cluster_size[dead] = 0.5",
+        "quantizer state", "a restarted code's usage is not reset to 1",
+        ("tests/test_quantizer.py::test_dead_codes_restart_on_batch_vectors",), quick=True,
+    ),
+    Mutant(
+        "restart-embed-sum", "bitcodes_ext/quantizer.py",
+        "self.embed_sum[dead] = fresh", "self.embed_sum[dead] = 0.5 * fresh",
+        "quantizer state", "a restarted code's EMA sum does not restart with it",
+        ("tests/test_quantizer.py::test_dead_codes_restart_on_batch_vectors",),
+    ),
+    Mutant(
+        "ema-smoothing", "bitcodes_ext/quantizer.py",
+        "smoothed = (self.cluster_size + self.eps)", "smoothed = (self.cluster_size + 2 * self.eps)",
+        "quantizer state", "the EMA's Laplace smoothing adds eps twice",
+        ("tests/test_quantizer.py::test_ema_step_matches_the_formula",),
+    ),
+    Mutant(
+        "pack-bits-padding", "bitcodes_ext/bits.py",
+        "pad = -bits.shape[-1] % 8", "pad = bits.shape[-1] % 8",
+        "vector tails", "pack_bits pads to the wrong length when num_bits % 8 != 0",
+        ("tests/test_bits.py",),
+    ),
+    Mutant(
+        "odd-codebook", "bitcodes_ext/_validate.py",
+        "codebook.shape[0] < 2 or codebook.shape[0] % 2", "codebook.shape[0] < 2",
+        "bad input", "an odd number of codebook rows is accepted",
+        ("tests/test_errors.py::test_bad_codebook",),
+    ),
+    Mutant(
+        "layer-init-scale", "bitcodes_ext/layers.py",
+        "torch.randn(2 * num_bits, features))", "torch.randn(2 * num_bits, features) / 2)",
+        "package compatibility", "the codebook starts at half the package's randn scale",
+        (f"{PACKAGE}::test_constructor_matches_positional_order",),
+    ),
+    # ---- csrc/cuda/: killed by tests/test_cuda_*.py on the CUDA emulator ----
+    Mutant(
+        "cuda-threshold-tie", "csrc/cuda/bitcodes_kernels.cuh",
+        "const bool bit = z > acc_t(0);", "const bool bit = z >= acc_t(0);",
+        "ties", "the CUDA forward gives bit 1 at an exact-zero margin",
+        (f"{CUDA_BITCODES}::test_exact_zero_margins_give_bit_0",),
+    ),
+    Mutant(
+        "cuda-overlapped-partial-sum", "csrc/cuda/overlapped_sum.cuh",
+        "for (int b = 0; b < kMicro; ++b) acc[a][b] += partial[a][b];",
+        "for (int b = 0; b < kMicro; ++b) acc[a][b] = partial[a][b];",
+        "overlapped sum", "the overlapped sum keeps only its last partial sum of 64 pairs",
+        (f"{CUDA_BITCODES}::test_eval_matches_oracle",),
+    ),
+    Mutant(
+        "cuda-overlapped-select", "csrc/cuda/overlapped_sum.cuh",
+        "acc[a][b] += bits[a] != acc_t(0) ? odd[b] : even[b];", "acc[a][b] += bits[a] != acc_t(0) ? odd[b] : odd[b];",
+        "overlapped sum", "the overlapped sum adds the odd code of every pair",
+        (f"{CUDA_BITCODES}::test_eval_matches_oracle",),
+    ),
+    Mutant(
+        "cuda-backward-tie", "csrc/cuda/codebook_sums.cuh",
+        "z[t * B + j0 + i] > acc_t(0)", "z[t * B + j0 + i] >= acc_t(0)",
+        "ties", "the CUDA training backward counts a z = 0 bit as 1",
+        (f"{CUDA_BITCODES}::test_exact_zero_margins_give_bit_0",),
+    ),
+    Mutant(
+        "cuda-straight-through-scale", "csrc/cuda/bitcodes_kernels.cuh",
+        "r[t * B + j] = p * (acc_t(1) - p) * acc[a][b] / tau;", "r[t * B + j] = p * (acc_t(1) - p) * acc[a][b] / tau * acc_t(0.995);",
+        "gradient scaling", "the CUDA straight-through gradient 0.5% too small",
+        (f"{CUDA_BITCODES}::test_train_matches_oracle",),
+    ),
+    Mutant(
+        "cuda-noise-subsequence", "csrc/cuda/noise.cuh",
+        "at::Philox4_32 engine(seed, static_cast<uint64_t>(token), offset / 4 + static_cast<uint64_t>(bit / 4));",
+        "at::Philox4_32 engine(seed, static_cast<uint64_t>(token % 64), offset / 4 + static_cast<uint64_t>(bit / 4));",
+        "noise stream", "every tile of 64 tokens draws the same noise on the GPU",
+        (f"{CUDA_BITCODES}::test_drawn_noise_differs_across_tokens_and_bits",),
+    ),
+    Mutant(
+        "cuda-vq-lane-tie", "csrc/cuda/vq_cuda.cu",
+        "if (score < best[a]) {", "if (score <= best[a]) {",
+        "vq ties and exact distance", "equal distances seen by one thread go to the highest code",
+        (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
+    ),
+)
