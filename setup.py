@@ -149,6 +149,13 @@ def cpu_extension(capability):
     )
 
 
+def _visible_cuda_archs():
+    """The visible GPUs' architectures ("8.0;9.0"), which torch builds for when
+    TORCH_CUDA_ARCH_LIST is unset."""
+    found = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+    return ";".join(f"{major}.{minor}" for major, minor in sorted(found))
+
+
 def schema_extension():
     """bitcodes_ext._C: the schemas, the CPU probe and, where they can be built, the CUDA kernels."""
     sources = ["csrc/bitcodes.cpp", "csrc/python_module.cpp"]
@@ -159,6 +166,10 @@ def schema_extension():
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         # No GPU to build for: Ampere and Hopper, plus PTX that newer GPUs can JIT.
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or _visible_cuda_archs()
+    # Recorded in the module (backend_info()["cuda_archs"]), so tests/test_build.py can check the
+    # fatbinary against it; commas, since a ';' would end the compiler's shell command.
+    cxx = cxx + [f'-DBITCODES_CUDA_ARCHS="{archs.replace(";", ",")}"']
     return CUDAExtension(
         "bitcodes_ext._C",
         sources + sorted(glob.glob("csrc/cuda/*.cu")),

@@ -35,6 +35,8 @@ def _cpu_module(capability: str) -> str:
 # Without _C nothing compiled can load, and the probe is unknown (None).
 BUILT_CPU_CAPABILITIES = tuple(c for c in CAPABILITIES if importlib.util.find_spec(_cpu_module(c)) is not None)
 SUPPORTED_CPU_CAPABILITIES = tuple(_C.supported_cpu_capabilities()) if _C is not None else None
+# The GPU architectures the CUDA kernels were built for ("8.0,9.0+PTX"), None without them.
+COMPILED_CUDA_ARCHS = getattr(_C, "cuda_archs", None)
 
 
 def _requested_capability():
@@ -98,6 +100,13 @@ _KERNELS = {"cpu": _registered("CPU"), "cuda": _registered("CUDA")}
 def has_kernels(device_type: str) -> bool:
     """Whether a compiled kernel is registered for this device type ('cpu', 'cuda')."""
     return _KERNELS.get(device_type, False)
+
+
+def cuda_model():
+    """The module's CUDA route rule and cost model (csrc/cuda/route.h); for bitcodes_ext.info."""
+    if _C is None:
+        raise RuntimeError(f"bitcodes_ext: the compiled extension is not loaded ({LOAD_ERROR})")
+    return _C
 
 
 def unavailable_reason(device_type: str) -> str:

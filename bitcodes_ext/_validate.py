@@ -61,6 +61,14 @@ def check_x(x: Tensor, codebook: Tensor, *, autocast: bool = False) -> None:
         )
 
 
+BITS_DTYPES = (torch.int64, torch.uint8, torch.bool)
+
+
+def check_bits_dtype(bits_dtype) -> None:
+    if bits_dtype not in BITS_DTYPES:
+        raise TypeError(f"bitcodes: bits_dtype must be torch.int64, torch.uint8 or torch.bool, got {bits_dtype!r}")
+
+
 def check_noise(noise: Tensor, x: Tensor, num_bits: int, training: bool) -> None:
     if not training:
         raise ValueError("bitcodes: noise is only used in training; pass noise=None in eval")

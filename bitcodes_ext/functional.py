@@ -47,6 +47,7 @@ def bitcodes(
     metric: str = "dot",
     noise: Optional[Tensor] = None,
     backend: str = "auto",
+    bits_dtype: torch.dtype = torch.int64,
 ) -> Tuple[Tensor, Tensor]:
     """Quantizes x (..., features) to (y, bits) with a (2 * num_bits, features) codebook.
 
@@ -54,24 +55,28 @@ def bitcodes(
     noise is per-bit logistic noise (g1 - g0 of two Gumbel samples) and the gradient is the
     straight-through one of F.gumbel_softmax(hard=True); pass `noise` to fix it. In eval there
     is no noise, and only the codebook gets a gradient. Under autocast, x and the codebook are
-    cast to the autocast dtype, as a matmul would be.
+    cast to the autocast dtype, as a matmul would be. bits come as int64 (as bitcodes-pytorch
+    returns them), or as `bits_dtype=torch.uint8` / `torch.bool`, which the kernels write at one
+    byte per bit instead of eight.
     """
     _validate.check_codebook(codebook)
     cast = _autocast_dtype(codebook.device)
     _validate.check_x(x, codebook, autocast=cast is not None)
     _validate.check_temperature(temperature)
     _validate.check_metric(metric)
+    _validate.check_bits_dtype(bits_dtype)
     if noise is not None:
         _validate.check_noise(noise, x, codebook.shape[0] // 2, training)
     if cast is not None:
         x, codebook = x.to(cast), codebook.to(cast)
     if _use_kernels(x.device, backend):
         y, bits, _ = torch.ops.bitcodes_ext.forward(
-            x, codebook, noise, float(temperature), bool(training), metric == "euclidean"
+            x, codebook, noise, float(temperature), bool(training), metric == "euclidean", bits_dtype
         )
         return y, bits
     with without_autocast(x.device):
-        return reference.bitcodes(x, codebook, training=training, temperature=temperature, metric=metric, noise=noise)
+        y, bits = reference.bitcodes(x, codebook, training=training, temperature=temperature, metric=metric, noise=noise)
+    return y, bits.to(bits_dtype)
 
 
 def decode(bits: Tensor, codebook: Tensor, *, backend: str = "auto") -> Tensor:

@@ -14,7 +14,8 @@ class Bitcodes(nn.Module):
     Same constructor, parameter (`codebook`, (2 * num_bits, features), randn-initialised) and
     outputs as bitcodes_pytorch.Bitcodes, so state dicts load both ways. x may have any number
     of leading dims. One deliberate difference: in training, `bits` are the (noisy) bits that
-    produced y, so from_bits(bits) == y in both modes.
+    produced y, so from_bits(bits) == y in both modes. `bits_dtype` (int64 by default, as
+    bitcodes-pytorch; or torch.uint8 / torch.bool) is the dtype of the returned bits.
     """
 
     def __init__(
@@ -25,19 +26,22 @@ class Bitcodes(nn.Module):
         *,
         metric: str = "dot",
         backend: str = "auto",
+        bits_dtype: torch.dtype = torch.int64,
     ):
         super().__init__()
         _validate.check_sizes(features, num_bits)
         _validate.check_temperature(temperature)
         _validate.check_metric(metric)
+        _validate.check_bits_dtype(bits_dtype)
         if backend not in functional.BACKENDS:
             raise ValueError(f"Bitcodes: backend must be one of {functional.BACKENDS}, got {backend!r}")
         self.features, self.num_bits = features, num_bits
         self.temperature, self.metric, self.backend = temperature, metric, backend
+        self.bits_dtype = bits_dtype
         self.codebook = nn.Parameter(torch.randn(2 * num_bits, features))
 
     def forward(self, x: Tensor, noise: Tensor = None) -> Tuple[Tensor, Tensor]:
-        """x (..., features) -> (y (..., features), bits (..., num_bits) int64)."""
+        """x (..., features) -> (y (..., features), bits (..., num_bits) of bits_dtype)."""
         return functional.bitcodes(
             x,
             self.codebook,
@@ -46,6 +50,7 @@ class Bitcodes(nn.Module):
             metric=self.metric,
             noise=noise,
             backend=self.backend,
+            bits_dtype=self.bits_dtype,
         )
 
     def from_bits(self, bits: Tensor) -> Tensor:
@@ -56,4 +61,5 @@ class Bitcodes(nn.Module):
         return (
             f"features={self.features}, num_bits={self.num_bits}, temperature={self.temperature}, "
             f"metric={self.metric!r}, backend={self.backend!r}"
+            + ("" if self.bits_dtype == torch.int64 else f", bits_dtype={self.bits_dtype}")
         )

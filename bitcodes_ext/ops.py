@@ -16,10 +16,10 @@ def _per_bit(like: torch.Tensor, num_bits: int):
 
 
 @torch.library.register_fake(f"{_lib}::forward")
-def _forward_fake(x, codebook, noise, temperature, training, euclidean):
+def _forward_fake(x, codebook, noise, temperature, training, euclidean, bits_dtype=torch.int64):
     num_bits = codebook.shape[0] // 2
     y = torch.empty_like(x, memory_format=torch.contiguous_format)
-    bits = x.new_empty(_per_bit(x, num_bits), dtype=torch.int64)
+    bits = x.new_empty(_per_bit(x, num_bits), dtype=bits_dtype)
     z = x.new_empty(_per_bit(x, num_bits) if training else (0,), dtype=compute_dtype(x.dtype))
     return y, bits, z
 
@@ -52,7 +52,7 @@ def _known_bits(bits):
 
 
 def _forward_setup(ctx, inputs, output):
-    x, codebook, _noise, temperature, training, euclidean = inputs
+    x, codebook, _noise, temperature, training, euclidean, _bits_dtype = inputs
     _y, bits, z = output
     ctx.training, ctx.temperature, ctx.euclidean = training, temperature, euclidean
     ctx.save_for_backward(*((x, codebook, z) if training else (bits, codebook)))
@@ -64,10 +64,11 @@ def _forward_backward(ctx, grad_y, _grad_bits, _grad_z):
         grad_x, grad_codebook = torch.ops.bitcodes_ext.backward(
             grad_y, x, codebook, z, ctx.temperature, ctx.euclidean
         )
-        return grad_x, grad_codebook, None, None, None, None
+        return grad_x, grad_codebook, None, None, None, None, None
     # Eval: bits are an argmax, so only the codebook gets a gradient (as in bitcodes-pytorch).
     bits, codebook = ctx.saved_tensors
-    return None, torch.ops.bitcodes_ext.decode_backward(grad_y, _known_bits(bits), codebook), None, None, None, None
+    grad_codebook = torch.ops.bitcodes_ext.decode_backward(grad_y, _known_bits(bits), codebook)
+    return None, grad_codebook, None, None, None, None, None
 
 
 def _decode_setup(ctx, inputs, output):

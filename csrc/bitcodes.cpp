@@ -5,9 +5,10 @@
 TORCH_LIBRARY(bitcodes_ext, m) {
   // Returns (y, bits, z): z = logit + bias + noise per bit, saved for the training backward
   // (empty in eval). Without `noise`, training draws it from torch's default generator.
+  // bits_dtype: int64 (default), uint8 or bool.
   m.def(
       "forward(Tensor x, Tensor codebook, Tensor? noise, float temperature, bool training, "
-      "bool euclidean) -> (Tensor, Tensor, Tensor)",
+      "bool euclidean, ScalarType bits_dtype=long) -> (Tensor, Tensor, Tensor)",
       {at::Tag::nondeterministic_seeded});
   // The straight-through Gumbel backward of a training forward: (grad_x, grad_codebook).
   m.def(

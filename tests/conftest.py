@@ -25,7 +25,29 @@ if CUDA_EMULATOR:
     torch.ops.bitcodes_emu.set_order(2)  # threads of a block in random order: races change results
 
 
+# The CUDA routes (csrc/cuda/route.h) that every test of test_cuda_bitcodes.py and test_cuda_vq.py
+# runs on, each forced with BITCODES_CUDA_ROUTE (route mma has its own, tests/test_cuda_mma.py).
+# "gemm-chunked" is route 1 with chunks of 100 tokens (and vq tiles of 100 codes), so that small
+# inputs cross chunks and end on a partial one.
+CUDA_ROUTES = {"cores": {}, "gemm": {}, "gemm-chunked": {"BITCODES_CUDA_CHUNK_TOKENS": "100"}}
+
+
+@pytest.fixture(params=list(CUDA_ROUTES))
+def cuda_route(request, monkeypatch):
+    """Forces each CUDA route in turn; returns its name in route.h."""
+    route = request.param.split("-")[0]
+    monkeypatch.setenv("BITCODES_CUDA_ROUTE", route)
+    for name, value in CUDA_ROUTES[request.param].items():
+        monkeypatch.setenv(name, value)
+    return route
+
+
 def pytest_collection_modifyitems(config, items):
+    # The chunked variant is for small inputs; on a GPU's large ones it would only cost time.
+    chunked = [item for item in items if item.get_closest_marker("real_gpu") and "gemm-chunked" in item.name]
+    if chunked:
+        config.hook.pytest_deselected(items=chunked)
+        items[:] = [item for item in items if item not in chunked]
     if not CUDA_EMULATOR:
         return
     outside = sorted({item.path.name for item in items if not item.path.name.startswith("test_cuda_")})

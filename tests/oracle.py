@@ -112,6 +112,44 @@ def decode_oracle(bits, codebook, grad_y=None):
     return y.detach(), dc
 
 
+def backward_oracle(grad_y, x, codebook, z, *, temperature, metric="dot"):
+    """The training backward for a given z (the op's saved margins), in float64 from the math:
+    p = sigmoid(z / tau), r = p(1 - p) (g . W^T) / tau, dx = r . W, dc[2i+1] = sum(bit g + r x),
+    dc[2i] = sum((1 - bit) g - r x) (the euclidean bias adds -+ sum(r) c).
+
+    Returns dx, dc and two pairs of magnitudes for the rounding bounds of a kernel that works in
+    a precision of unit roundoff u: `sums` (dx, dc), the sums of the terms' magnitudes, which a
+    float sum of n terms errs by at most ~n u times; `r_error` (dx, dc), what u times these
+    bound r's own rounding carries into dx and dc (p(1 - p) from z / tau, and 1 - p cancelling
+    next to a saturated p)."""
+    c, g, x64, z = codebook.double(), grad_y.double(), x.double(), z.double()
+    features = c.shape[1]
+    g, x64 = g.reshape(-1, features), x64.reshape(-1, features)
+    z = z.reshape(g.shape[0], -1)
+    even, odd = c[0::2], c[1::2]
+    p = torch.sigmoid(z / temperature)
+    u = g @ (odd - even).T
+    r = p * (1 - p) * u / temperature
+    bits = (z > 0).double()
+    dx = r @ (odd - even)
+    dc = torch.empty_like(c)
+    dc[1::2] = bits.T @ g + r.T @ x64
+    dc[0::2] = (1 - bits).T @ g - r.T @ x64
+    if metric == "euclidean":
+        dc[1::2] -= r.sum(0).unsqueeze(1) * odd
+        dc[0::2] += r.sum(0).unsqueeze(1) * even
+
+    def carried(per_bit, g_terms):
+        dx_terms = per_bit @ (odd.abs() + even.abs())
+        dc_terms = (g_terms + per_bit.T @ x64.abs()).repeat_interleave(2, 0)
+        if metric == "euclidean":
+            dc_terms = dc_terms + per_bit.sum(0).repeat_interleave(2, 0).unsqueeze(1) * c.abs()
+        return dx_terms.reshape(x.shape), dc_terms
+
+    r_error = r.abs() * ((z / temperature).abs() + 4) + 2 * u.abs() / temperature
+    return dx.reshape(x.shape), dc, carried(r.abs(), g.abs().sum(0)), carried(r_error, 0)
+
+
 def close_tol(dtype):
     """assert_close tolerances for values computed in `dtype` against a float64 oracle."""
     return {

@@ -5,6 +5,7 @@ import ast
 import os
 import pathlib
 import platform
+import struct
 import subprocess
 import sys
 
@@ -64,6 +65,76 @@ def test_probe_agrees_with_the_kernel_flags_and_proc_cpuinfo(native):
         return
     cpu_flags = set(next(line for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split(":")[1].split())
     assert supported == [c for c in CAPABILITIES if set(required[c]) <= cpu_flags]
+
+
+FATBIN_MAGIC = 0xBA55ED50
+
+
+def fatbinary_archs(data):
+    """{"elf": {"80", ...}, "ptx": {"90"}} from the CUDA fatbinaries embedded in a library's bytes.
+
+    Read directly (cuobjdump --list-elf/--list-ptx say the same, but the CI image's toolkit has no
+    cuobjdump): a fatbinary is a 16-byte header (magic, version 1, header size 16, payload size),
+    then entries of a header (kind 1 = PTX, 2 = ELF at offset 0; its size at 4; the payload's at
+    8; the SM number at 28) and a payload. An entry not of kind 1 or 2 fails, so a misread fails."""
+    found = {"elf": set(), "ptx": set()}
+    start = data.find(struct.pack("<I", FATBIN_MAGIC))
+    while start >= 0:
+        version, header, size = struct.unpack_from("<HHQ", data, start + 4)
+        if version == 1 and header == 16:
+            entry, end = start + header, start + header + size
+            while entry < end:
+                kind, _, entry_header, entry_size = struct.unpack_from("<HHIQ", data, entry)
+                assert kind in (1, 2), f"fatbinary entry of unknown kind {kind} at byte {entry}"
+                found["ptx" if kind == 1 else "elf"].add(str(struct.unpack_from("<I", data, entry + 28)[0]))
+                entry += entry_header + entry_size
+        start = data.find(struct.pack("<I", FATBIN_MAGIC), start + 4)
+    return found
+
+
+def _fatbinary(*entries):
+    """A fatbinary of (kind, sm) entries with 8-byte payloads, as nvcc lays them out."""
+    body = b"".join(struct.pack("<HHIQ12xI", kind, 0, 32, 8, sm) + b"payload!" for kind, sm in entries)
+    return struct.pack("<IHHQ", FATBIN_MAGIC, 1, 16, len(body)) + body
+
+
+def test_fatbinary_reader():
+    data = b"junk" + _fatbinary((2, 80), (2, 90), (1, 90)) + b"more" + _fatbinary((2, 100))
+    assert fatbinary_archs(data) == {"elf": {"80", "90", "100"}, "ptx": {"90"}}
+    assert fatbinary_archs(b"no fatbinary here") == {"elf": set(), "ptx": set()}
+    with pytest.raises(AssertionError, match="unknown kind"):
+        fatbinary_archs(_fatbinary((3, 80)))
+
+
+def _arch_numbers(archs):
+    """"8.0,9.0+PTX" -> ({"80", "90"}, {"90"}): the ELF and the PTX architectures."""
+    elf, ptx = set(), set()
+    for arch in archs.split(","):
+        number = arch.split("+")[0].replace(".", "")
+        elf.add(number)
+        if arch.endswith("+PTX"):
+            ptx.add(number)
+    return elf, ptx
+
+
+def test_arch_numbers():
+    assert _arch_numbers("8.0,9.0+PTX") == ({"80", "90"}, {"90"})
+
+
+def test_fatbinary_holds_the_archs_of_the_build():
+    # Where the CUDA kernels were built, the extension holds machine code (ELF) for every
+    # architecture the build targeted; CI's build (no GPU visible) targets sm_80 and sm_90.
+    info = bitcodes_ext.backend_info()
+    if not info["cuda_kernels"]:
+        pytest.skip("the CUDA kernels were not built (test_backend_info_reports_the_build fails CI for that)")
+    assert info["cuda_archs"], "the CUDA build did not record its TORCH_CUDA_ARCH_LIST"
+    elf, ptx = _arch_numbers(info["cuda_archs"])
+    if IN_CI:
+        assert {"80", "90"} <= elf, f"CI must build sm_80 and sm_90, built {info['cuda_archs']}"
+    library = _extension._C.__file__
+    listed = fatbinary_archs(pathlib.Path(library).read_bytes())
+    assert elf <= listed["elf"], f"{library} holds ELF for {sorted(listed['elf'])}, the build targeted {sorted(elf)}"
+    assert ptx <= listed["ptx"], f"{library} holds PTX for {sorted(listed['ptx'])}, the build targeted {sorted(ptx)}"
 
 
 def _setup_cpu_flags():

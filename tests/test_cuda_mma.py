@@ -52,17 +52,22 @@ def test_route_rule(monkeypatch):
 
     monkeypatch.delenv("BITCODES_CUDA_ROUTE", raising=False)
     # auto never takes a route no GPU has run yet (route.h: trusted_for_auto)
-    assert chosen("forward", torch.bfloat16) == chosen("vq", torch.float16) == "cores"
+    auto = {(op, dtype, width, features): chosen(op, dtype, width, features)
+            for op in ("forward", "backward", "decode", "decode_backward", "vq") for dtype in DTYPES + [torch.float32, torch.float64]
+            for width, features in ((64, 256), (512, 256), (513, 256), (64, 100), (1 << 17, 256))}
+    assert "mma" not in auto.values()
     monkeypatch.setenv("BITCODES_CUDA_ROUTE", "mma")
     for dtype in DTYPES:
         assert chosen("forward", dtype) == chosen("vq", dtype, width=1 << 17) == "mma"
         assert chosen("forward", dtype, width=512) == "mma"
-        # where mma does not apply, the forced route falls back
-        assert chosen("forward", dtype, width=513) == chosen("forward", dtype, features=100) == "cores"
+        # where mma does not apply, the forced route falls back to the rule
+        assert chosen("forward", dtype, width=513) == auto[("forward", dtype, 513, 256)]
+        assert chosen("forward", dtype, features=100) == auto[("forward", dtype, 64, 100)]
         for op in ("backward", "decode", "decode_backward"):
-            assert chosen(op, dtype) == "cores"
+            assert chosen(op, dtype) == auto[(op, dtype, 64, 256)]
     for dtype in (torch.float32, torch.float64):
-        assert chosen("forward", dtype) == chosen("vq", dtype) == "cores"
+        assert chosen("forward", dtype) == auto[("forward", dtype, 64, 256)]
+        assert chosen("vq", dtype) == auto[("vq", dtype, 64, 256)]
     monkeypatch.setenv("BITCODES_CUDA_ROUTE", "tensorcores")
     with pytest.raises(ValueError, match="BITCODES_CUDA_ROUTE must be auto or the name of a route"):
         chosen("forward", torch.bfloat16)

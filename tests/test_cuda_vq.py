@@ -1,11 +1,13 @@
-"""The CUDA vq kernel against an exact float64 search and the CPU kernel; skipped without a GPU
-(run on the CUDA emulator in CI, as test_cuda_bitcodes.py explains)."""
+"""The CUDA vq kernels against an exact float64 search and the CPU kernel, on every CUDA route;
+skipped without a GPU (run on the CUDA emulator in CI, as test_cuda_bitcodes.py explains)."""
 
 import pytest
 import torch
 
 from bitcodes_ext import VectorQuantizer, kmeans, vq
 from oracle import DTYPES, certify_codes, exact_distances, vq_tie_case
+
+pytestmark = pytest.mark.usefixtures("cuda_route")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -75,7 +77,7 @@ def test_opcheck_and_compile(cuda):
 @pytest.mark.real_gpu
 def test_runs_where_n_times_k_does_not_fit(cuda):
     # 2^17 x 2^18 float32 distances would be 128 GiB, more than the GPU has; the op needs its
-    # outputs and the codebook's norms.
+    # outputs, the codebook's norms, and on route 1 a score tile within 32 MiB.
     observations = torch.randn(1 << 17, 16, device=cuda)
     codebook = torch.randn(1 << 18, 16, device=cuda)
     torch.cuda.synchronize()

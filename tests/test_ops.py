@@ -98,3 +98,39 @@ def test_autograd_gradcheck_in_float64(native):
     codebook = torch.randn(2 * 4, 5, dtype=torch.float64, requires_grad=True)
     bits = torch.randint(0, 2, (7, 4))
     assert torch.autograd.gradcheck(lambda c: ops.decode(bits, c), (codebook,))
+
+
+@pytest.mark.parametrize("bits_dtype", [torch.uint8, torch.bool])
+def test_opcheck_forward_with_bits_dtype(native, bits_dtype):
+    x, codebook, noise = sample_inputs()
+    torch.library.opcheck(ops.forward, (x, codebook, None, 1.0, False, False, bits_dtype))
+    torch.library.opcheck(ops.forward, (x, codebook, noise, 0.5, True, True, bits_dtype))
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("bits_dtype", [torch.uint8, torch.bool])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bits_dtype(backend, training, bits_dtype, dtype):
+    # The CPU kernel (native) and the pure-torch path (torch) give the int64 bits in bits_dtype,
+    # with the same y; the layer's keyword reaches them and its backward reads those bits.
+    x, codebook, noise = (t.detach() for t in sample_inputs(dtype))
+    noise = noise if training else None
+    kwargs = dict(training=training, noise=noise, backend=backend)
+    y, bits = functional.bitcodes(x, codebook, bits_dtype=bits_dtype, **kwargs)
+    y_long, bits_long = functional.bitcodes(x, codebook, **kwargs)
+    assert bits.dtype == bits_dtype and bits_long.dtype == torch.int64
+    assert torch.equal(bits.long(), bits_long) and torch.equal(y, y_long)
+    layer = Bitcodes(10, 6, backend=backend, bits_dtype=bits_dtype).to(dtype).train(training)
+    xg = x.clone().requires_grad_()
+    y, bits = layer(xg, noise)
+    assert bits.dtype == bits_dtype and torch.equal(layer.from_bits(bits), layer.from_bits(bits.long()))
+    y.sum().backward()
+    assert layer.codebook.grad is not None and (xg.grad is not None) == training
+
+
+def test_bits_dtype_must_be_one_of_three():
+    x, codebook, _ = sample_inputs()
+    with pytest.raises(TypeError, match="bits_dtype must be torch.int64, torch.uint8 or torch.bool"):
+        functional.bitcodes(x, codebook, training=False, bits_dtype=torch.int32)
+    with pytest.raises(TypeError, match="bits_dtype must be"):
+        Bitcodes(10, 6, bits_dtype=torch.float32)

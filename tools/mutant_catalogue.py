@@ -404,4 +404,23 @@ MUTANTS = (
         "noise stream", "a float64 thread's second run of 2 bits draws the first two numbers of the Philox block again",
         (f"{CUDA_TILES}::test_drawn_noise_is_the_philox_stream",),
     ),
+    # route 1 (gemm): its epilogue kernels, between the ATen GEMMs
+    Mutant(
+        "gemm-threshold-tie", "csrc/cuda/gemm_epilogues.cuh",
+        "const bool bit = z > acc_t(0);  // a tie", "const bool bit = z >= acc_t(0);  // a tie",
+        "ties", "route 1's threshold gives bit 1 at an exact-zero margin",
+        (f"{CUDA_BITCODES}::test_exact_zero_margins_give_bit_0",),
+    ),
+    Mutant(
+        "gemm-r-lo-dropped", "csrc/cuda/gemm_epilogues.cuh",
+        "const op_t lo = static_cast<op_t>(scaled - static_cast<acc_t>(hi));", "const op_t lo = static_cast<op_t>(0);",
+        "dtype conversion", "route 1's backward keeps only the bf16/fp16 high part of r (no hi/lo split)",
+        (f"{CUDA_BITCODES}::test_backward_rounds_once",),
+    ),
+    Mutant(
+        "gemm-vq-tie", "csrc/cuda/vq_epilogues.cuh",
+        "(other == lowest && other_code < code)", "(other == lowest && other_code > code)",
+        "vq ties and exact distance", "route 1's argmin sends equal scores to the highest code",
+        (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
+    ),
 )

@@ -1,6 +1,7 @@
 // CPU forward and training backward of bitcodes_ext::forward, fused per tile of tokens:
 //   forward:  logits = x.W^T, bits = [logits + bias + noise > 0], y = overlapped sum (look-ups)
 //   backward: u = g.W^T, r = p(1-p)u/tau, dx = r.W, partial dC += bits^T g + r^T x
+#include "../bits_dtype.h"
 #include "../checks.h"
 #include "codebook_grad.h"
 #include "lookup.h"
@@ -21,10 +22,10 @@
 namespace bitcodes_ext::cpu {
 namespace {
 
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, typename bits_t>
 void forward_kernel(const scalar_t* x, int64_t N, int64_t D, const PreparedCodebook& cb,
                     const LookupTables& lut, const acc_t* noise, bool training, uint64_t seed,
-                    scalar_t* y, int64_t* bits, acc_t* z) {
+                    scalar_t* y, bits_t* bits, acc_t* z) {
   const int64_t B = cb.num_bits, Bp = cb.padded_bits;
   const acc_t* wt = cb.wt.const_data_ptr<acc_t>();
   const acc_t* bias = cb.bias.const_data_ptr<acc_t>();
@@ -88,15 +89,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_i
                                                            const at::Tensor& codebook,
                                                            const std::optional<at::Tensor>& noise_in,
                                                            double temperature, bool training,
-                                                           bool euclidean) {
+                                                           bool euclidean, at::ScalarType bits_dtype) {
   constexpr const char* op = "bitcodes_ext::forward";
   const auto noise = check_forward_and_convert_noise(x_in, codebook, noise_in, temperature, training, op);
+  check_bits_dtype(bits_dtype, op);
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
   const auto acc_type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.contiguous();
   const int64_t N = x.numel() / D;
   auto y = empty_output(x.sizes(), x.options());
-  auto bits = empty_output(with_last_dim(x, B), x.options().dtype(at::kLong));
+  auto bits = empty_output(with_last_dim(x, B), x.options().dtype(bits_dtype));
   auto z = empty_output(training ? with_last_dim(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
   if (N == 0) return {y, bits, z};
 
@@ -105,11 +107,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x_i
   const uint64_t seed = training && !noise.defined() ? draw_philox_seed() : 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_forward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    forward_kernel<scalar_t, acc_t>(
-        x.const_data_ptr<scalar_t>(), N, D, cb, lut,
-        noise.defined() ? noise.const_data_ptr<acc_t>() : nullptr, training, seed,
-        y.mutable_data_ptr<scalar_t>(), bits.mutable_data_ptr<int64_t>(),
-        training ? z.mutable_data_ptr<acc_t>() : nullptr);
+    dispatch_bits_dtype(bits_dtype, [&](auto bits_tag) {
+      using bits_t = decltype(bits_tag);
+      forward_kernel<scalar_t, acc_t>(
+          x.const_data_ptr<scalar_t>(), N, D, cb, lut,
+          noise.defined() ? noise.const_data_ptr<acc_t>() : nullptr, training, seed,
+          y.mutable_data_ptr<scalar_t>(), bits.mutable_data_ptr<bits_t>(),
+          training ? z.mutable_data_ptr<acc_t>() : nullptr);
+    });
   });
   return {y, bits, z};
 }

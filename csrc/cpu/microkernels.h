@@ -190,9 +190,10 @@ void accumulate_columns(const acc_t* M, int64_t nt, int64_t D, acc_t* sum) {
 // ---- bits = [logit + bias + noise > 0] for one token (ties and NaN give 0). ----
 // logits and bias are padded to whole vectors; noise, bits and z hold num_bits values. Also
 // writes the token's look-up codes (group_bits 1 or 4; a vector holds whole groups of 4).
-template <typename acc_t>
+// bits_t is the dtype the caller asked for (int64, uint8 or bool).
+template <typename acc_t, typename bits_t>
 inline void threshold_token(const acc_t* logits, const acc_t* bias, const acc_t* noise, int64_t num_bits,
-                            int64_t group_bits, int64_t* bits, uint8_t* codes, acc_t* z) {
+                            int64_t group_bits, bits_t* bits, uint8_t* codes, acc_t* z) {
   using V = Vec<acc_t>;
   constexpr int64_t L = V::size();
   static_assert(L % 4 == 0, "a vector must hold whole groups of 4 bits");
@@ -203,7 +204,7 @@ inline void threshold_token(const acc_t* logits, const acc_t* bias, const acc_t*
     if (z) zz.store(z + i, n);
     // zero_mask() sets a bit for each lane that compared false (NaN compares false).
     const uint32_t positive = ~uint32_t((zz > V(acc_t(0))).zero_mask()) & ((uint32_t(1) << n) - 1);
-    for (int64_t j = 0; j < n; ++j) bits[i + j] = (positive >> j) & 1;
+    for (int64_t j = 0; j < n; ++j) bits[i + j] = static_cast<bits_t>((positive >> j) & 1);
     if (group_bits == 1) {
       for (int64_t j = 0; j < n; ++j) codes[i + j] = (positive >> j) & 1;
     } else {

@@ -1,8 +1,11 @@
-// CUDA forward and training backward of bitcodes_ext::forward (kernels in bitcodes_kernels.cuh).
+// CUDA forward and training backward of bitcodes_ext::forward: the checks, then the route
+// (route.h): the CUDA-core kernels here (bitcodes_kernels.cuh), or route 1 (bitcodes_gemm.cu).
+#include "../bits_dtype.h"
 #include "../checks.h"
 #include "../codebook_terms.h"
 #include "bitcodes_kernels.cuh"
 #include "codebook_sums.cuh"
+#include "gemm_launch.h"
 #include "launch.cuh"
 #include "mma_launch.h"
 #include "route.h"
@@ -40,27 +43,34 @@ void launch_forward(ForwardArgs<scalar_t, acc_t> args, const at::TensorOptions& 
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_in, const at::Tensor& codebook,
                                                             const std::optional<at::Tensor>& noise_in,
-                                                            double temperature, bool training, bool euclidean) {
+                                                            double temperature, bool training, bool euclidean,
+                                                            at::ScalarType bits_dtype) {
   constexpr const char* op = "bitcodes_ext::forward";
   const auto noise = check_forward_and_convert_noise(x_in, codebook, noise_in, temperature, training, op);
+  check_bits_dtype(bits_dtype, op);
   const c10::cuda::CUDAGuard device_guard(x_in.device());
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
   const auto acc_type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.contiguous();
   const int64_t N = x.numel() / D;
+  const Problem problem{CudaOp::kForward, x.scalar_type(), N, B, D, training,
+                        int64_t(c10::elementSize(bits_dtype))};
+  const Route route = choose_route(problem);
+  if (route == Route::kGemm) return gemm::forward(x, codebook, noise, training, euclidean, bits_dtype);
+  // The CUDA-core and mma kernels write int64 bits; other dtypes are converted after them.
   auto y = at::empty(x.sizes(), x.options());
   auto bits = at::empty(with_last_dim(x, B), x.options().dtype(at::kLong));
   auto z = at::empty(training ? with_last_dim(x, B) : std::vector<int64_t>{0}, x.options().dtype(acc_type));
-  if (N == 0) return {y, bits, z};
+  if (N == 0) return {y, bits.to(bits_dtype), z};
 
   const auto cb = codebook.to(acc_type).contiguous();
   const auto w = pair_differences(cb).contiguous();
   const auto bias = euclidean ? euclidean_bias(cb).contiguous() : at::zeros({B}, cb.options());
   const bool draw_noise = training && !noise.defined();
   const auto philox = draw_noise ? reserve_philox(B) : at::PhiloxCudaState();
-  if (choose_route({CudaOp::kForward, x.scalar_type(), N, B, D, training}) == Route::kMma) {
+  if (route == Route::kMma) {
     mma_forward(x, codebook.contiguous(), bias, noise, philox, training, draw_noise, y, bits, z);
-    return {y, bits, z};
+    return {y, bits.to(bits_dtype), z};
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bitcodes_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -77,7 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x_
       launch_forward<scalar_t, acc_t, true, false>(args, x.options());
     }
   });
-  return {y, bits, z};
+  return {y, bits.to(bits_dtype), z};
 }
 
 std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& x_in,
@@ -91,6 +101,9 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_y_in, co
 
   const auto x = x_in.contiguous(), grad_y = grad_y_in.contiguous(), z = z_in.contiguous();
   const int64_t N = x.numel() / D;
+  if (choose_route({CudaOp::kBackward, x.scalar_type(), N, B, D, true}) == Route::kGemm) {
+    return gemm::backward(grad_y, x, codebook, z, temperature, euclidean);
+  }
   const auto acc_options = x.options().dtype(acc_type);
   auto dx = at::empty(x.sizes(), x.options());
   if (N == 0) return {dx, at::zeros_like(codebook)};

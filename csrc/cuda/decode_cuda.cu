@@ -1,9 +1,12 @@
-// CUDA decode (from_bits) and its codebook gradient: y = sum_i c[2i + bit_i].
+// CUDA decode (from_bits) and its codebook gradient: y = sum_i c[2i + bit_i]. The checks, then
+// the route (route.h): the CUDA-core kernels here, or route 1 (decode_gemm.cu).
 #include "../checks.h"
 #include "../codebook_terms.h"
 #include "codebook_sums.cuh"
+#include "gemm_launch.h"
 #include "launch.cuh"
 #include "overlapped_sum.cuh"
+#include "route.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -28,6 +31,9 @@ at::Tensor decode_cuda(const at::Tensor& bits_in, const at::Tensor& codebook) {
   const c10::cuda::CUDAGuard device_guard(codebook.device());
   const auto bits = checked_bits(bits_in, op);
   const int64_t B = codebook.size(0) / 2, D = codebook.size(1), N = bits.numel() / B;
+  if (choose_route({CudaOp::kDecode, codebook.scalar_type(), N, B, D, false}) == Route::kGemm) {
+    return gemm::decode(bits, codebook);
+  }
   const auto shape = with_last_dim(bits, D);
   auto y = at::empty(shape, codebook.options());
   if (N == 0) return y;
@@ -50,6 +56,9 @@ at::Tensor decode_backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& b
   const auto bits = checked_bits(bits_in, op);
   const auto grad_y = grad_y_in.contiguous();
   const int64_t N = bits.numel() / B;
+  if (choose_route({CudaOp::kDecodeBackward, codebook.scalar_type(), N, B, D, false}) == Route::kGemm) {
+    return gemm::decode_backward(grad_y, bits, codebook);
+  }
   const auto acc_type = at::toOpMathType(codebook.scalar_type());
   const auto acc_options = codebook.options().dtype(acc_type);
   if (N == 0) return at::zeros_like(codebook);

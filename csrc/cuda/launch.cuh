@@ -16,7 +16,7 @@
 // - 16-byte vector accesses go through vector_io.cuh (Vec, load_vec, store_vec); the emulator
 //   aborts on a misaligned one, as a GPU faults, so every fast path checks alignment first.
 // - Device code uses only what emu_cuda.h provides: __syncthreads, __shfl_xor_sync with a full
-//   mask, atomicOr on unsigned, exp/log/fma/sqrt/min/max, the Philox engine and
+//   mask, atomicOr on unsigned, exp/log/fma/sqrt/min/max/frexp/ldexp, the Philox engine and
 //   at::cuda::philox::unpack, and the tensor-core and async-copy instructions through the
 //   wrappers of mma.cuh (mma_m16n8k16, ldmatrix_x1/x2/x4[_trans], cp_async_cg16/ca16,
 //   cp_async_commit, cp_async_wait<N>). Anything else fails to compile there, which is the point.
@@ -24,6 +24,8 @@
 //   warps; shared memory is a plain `__shared__` object (e.g. a struct of uint16_t arrays with
 //   alignas) that cp.async fills and ldmatrix reads. Host code may read
 //   at::cuda::getCurrentDeviceProperties()->major (the emulator reports 9) and ->multiProcessorCount (set by tests: launch choices that fill the SMs).
+// - Host code may call ATen on the op's tensors: there they are CPU tensors, so anything
+//   CUDA-only (cuBLAS, mm's out_dtype) needs a CPU stand-in, as gemm_ops.h gives the GEMMs.
 #pragma once
 
 #include "tile_gemm.cuh"

@@ -2,7 +2,9 @@
 // tiles of 64 codes, scoring |c|^2 - 2 x.c and keeping each thread's best; the threads of a
 // token's row then agree on the winner (lowest score, then lowest code), and recompute its
 // distance directly in double. No N x K matrix exists; extra memory is O(K) for the norms.
+// That is route `cores` (route.h); route 1 is in vq_gemm.cu.
 #include "../checks.h"
+#include "gemm_launch.h"
 #include "launch.cuh"
 #include "mma_launch.h"
 #include "route.h"
@@ -85,13 +87,15 @@ std::tuple<at::Tensor, at::Tensor> vq_cuda(const at::Tensor& observations_in, co
   const c10::cuda::CUDAGuard device_guard(codebook_in.device());
   const auto x = observations_in.contiguous(), codebook = codebook_in.contiguous();
   const int64_t D = codebook.size(1), K = codebook.size(0), N = x.numel() / D;
+  const Route route = choose_route({CudaOp::kVq, x.scalar_type(), N, K, D, false});
+  if (route == Route::kGemm) return gemm::vq(x, codebook);
   const auto lead = x.sizes().slice(0, x.dim() - 1);
   auto codes = at::empty(lead, x.options().dtype(at::kLong));
   auto dist = at::empty(lead, x.options());
   if (N == 0) return {codes, dist};
   const auto cb = codebook.to(at::toOpMathType(x.scalar_type()));
   const auto norms = cb.square().sum(1);
-  if (choose_route({CudaOp::kVq, x.scalar_type(), N, K, D, false}) == Route::kMma) {
+  if (route == Route::kMma) {
     mma_vq(x, codebook, norms, codes, dist);
     return {codes, dist};
   }

@@ -42,7 +42,8 @@ int main() {
   auto forward = c10::Dispatcher::singleton()
                      .findSchemaOrThrow("bitcodes_ext::forward", "")
                      .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-                         const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool, bool)>();
+                         const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool, bool,
+                         at::ScalarType)>();
   auto decode = c10::Dispatcher::singleton()
                     .findSchemaOrThrow("bitcodes_ext::decode", "")
                     .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
@@ -52,17 +53,21 @@ int main() {
     // float64 so that the naive loop and the kernel agree to the last bit on every bit.
     auto x = at::randn({s[0], s[1]}, at::kDouble);
     auto c = at::randn({2 * s[2], s[1]}, at::kDouble);
-    auto [y, bits, z] = forward.call(x, c, std::nullopt, 1.0, false, false);
+    auto [y, bits, z] = forward.call(x, c, std::nullopt, 1.0, false, false, at::kLong);
     auto [y_ref, bits_ref] = naive_eval(x, c);
     expect(at::equal(bits, bits_ref), "forward bits == naive bits");
     expect(at::allclose(y, y_ref, 1e-12, 1e-12), "forward y == naive y");
     expect(at::equal(decode.call(bits, c), y), "decode(bits) == forward y");
-    auto [y32, bits32, z32] = forward.call(x.to(at::kFloat), c.to(at::kFloat), std::nullopt, 1.0, false, false);
+    for (const auto bits_dtype : {at::kByte, at::kBool}) {
+      const auto narrow = std::get<1>(forward.call(x, c, std::nullopt, 1.0, false, false, bits_dtype));
+      expect(narrow.scalar_type() == bits_dtype && at::equal(narrow.to(at::kLong), bits), "uint8/bool bits == int64 bits");
+    }
+    auto [y32, bits32, z32] = forward.call(x.to(at::kFloat), c.to(at::kFloat), std::nullopt, 1.0, false, false, at::kLong);
     expect(at::allclose(y32.to(at::kDouble), decode.call(bits32, c), 1e-5, 1e-5), "float32 y == sum of its codes");
   }
   bool threw = false;
   try {
-    forward.call(at::randn({3, 4}), at::randn({6, 5}), std::nullopt, 1.0, false, false);
+    forward.call(at::randn({3, 4}), at::randn({6, 5}), std::nullopt, 1.0, false, false, at::kLong);
   } catch (const c10::Error&) {
     threw = true;
   }

@@ -55,7 +55,7 @@ def write_if_changed(path, text):
 def main():
     source = OUT / "src" / "csrc"
     (source / "cuda").mkdir(parents=True, exist_ok=True)
-    for header in ("checks.h", "codebook_terms.h"):
+    for header in ("bits_dtype.h", "checks.h", "codebook_terms.h"):
         write_if_changed(source / header, (ROOT / "csrc" / header).read_text())
     for path in sorted((ROOT / "csrc" / "cuda").iterdir()):
         name = path.name.replace(".cu", ".cpp") if path.suffix == ".cu" else path.name

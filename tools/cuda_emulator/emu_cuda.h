@@ -474,6 +474,8 @@ inline const at::Generator& getDefaultCUDAGenerator(c10::DeviceIndex = -1) {
 namespace bitcodes_ext::cuda {
 using std::exp;
 using std::fma;
+using std::frexp;
+using std::ldexp;
 using std::log;
 using std::max;
 using std::min;

@@ -13,5 +13,13 @@ def install(library_path):
     torch.ops.load_library(library_path)
     library = torch.library.Library("bitcodes_ext", "IMPL")
     for op in OPS:
-        library.impl(op, getattr(torch.ops.bitcodes_emu, op), "CPU", allow_override=True)
+        library.impl(op, _with_defaults(op), "CPU", allow_override=True)
     return library
+
+
+def _with_defaults(name):
+    # The dispatcher drops trailing arguments equal to their defaults (bits_dtype=int64); the
+    # emulated op, a schema inferred from the C++ signature, has no defaults, so put them back.
+    schema, target = getattr(torch.ops.bitcodes_ext, name).default._schema, getattr(torch.ops.bitcodes_emu, name)
+    defaults = [arg.default_value for arg in schema.arguments]
+    return lambda *args: target(*args, *defaults[len(args) :])
