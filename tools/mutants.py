@@ -431,6 +431,14 @@ def main(argv=None):
     start = time.monotonic()
     failures = [] if args.no_baseline else baseline(tree, mutants, args.quick, args.timeout)
     results = []
+    mode = "quick subset" if args.quick else ("whole catalogue" if whole else f"only {args.only}")
+
+    def write_report(done):
+        # Rewritten after every mutant, so a run stopped part-way leaves what it found, said so.
+        progress = mode if done else f"{mode}, stopped part-way: {len(results)} of {len(mutants)} run"
+        write_atomically(report, report_text(results, mode=progress, capability=tree.capability,
+                                             seconds=time.monotonic() - start, problems=failures, state=state))
+
     if failures:
         print("\n".join(failures), file=sys.stderr)
     else:
@@ -438,9 +446,9 @@ def main(argv=None):
             r = run_mutant(tree, m, args.quick, args.timeout)
             results.append((m, r))
             print(f"[{i}/{len(mutants)}] {m.name}: {r['status']} {r['by']} ({r['seconds']:.0f} s)", flush=True)
-    mode = "quick subset" if args.quick else ("whole catalogue" if whole else f"only {args.only}")
-    write_atomically(report, report_text(results, mode=mode, capability=tree.capability,
-                                         seconds=time.monotonic() - start, problems=failures, state=state))
+            if i < len(mutants):
+                write_report(done=False)
+    write_report(done=True)
     print(f"report: {report}")
     return 0 if not failures and all(r["status"] == "killed" for _, r in results) else 1
 
