@@ -58,17 +58,29 @@ inline bool supports(Route route, const Problem& problem, int major) {
   return false;
 }
 
-// Whether `auto` may choose a route.
-// - cores: the kernels every release has run.
+// Whether `auto` may choose a route for a problem.
 // - gemm: cuBLAS's GEMMs (the tensor cores the reference itself uses under autocast) and our
-//   epilogue kernels, plain CUDA C++ that the emulator runs as written; nothing in it is
-//   unverified the way inline PTX is, so it is trusted from the start, the baseline that cannot
-//   lose to the reference (issue 11).
+//   epilogue kernels, plain CUDA C++ that the emulator runs as written: the baseline that
+//   cannot lose to the reference (issue 11), trusted from the start.
+// - cores: for float32 and float64, where the reference's GEMMs run on the CUDA cores too. Not
+//   for bf16/fp16: there the reference is on the tensor cores, and the cores route's edge over
+//   gemm at small B is a prediction for rewritten kernels that no GPU has timed; gemm takes
+//   them until a GPU run shows otherwise.
 // - mma: verified only on the CUDA emulator, which executes the instructions its wrappers stand
 //   for but never their inline PTX (operand order, constraints, address conversion): opt-in
 //   (BITCODES_CUDA_ROUTE=mma) until a GPU run passes tests/test_cuda_mma.py and the benchmark
 //   confirms the model; then set this to true.
-inline bool trusted_for_auto(Route route) { return route != Route::kMma; }
+inline bool trusted_for_auto(Route route, const Problem& problem) {
+  switch (route) {
+    case Route::kGemm:
+      return true;
+    case Route::kCudaCores:
+      return problem.dtype != at::kBFloat16 && problem.dtype != at::kHalf;
+    case Route::kMma:
+      return false;
+  }
+  return false;
+}
 
 // Predicted seconds on an H100 SXM (cost_model.h).
 inline double predicted_seconds(Route route, const Problem& problem, const DeviceRates& rates = kH100) {
@@ -83,7 +95,7 @@ inline double predicted_seconds(Route route, const Problem& problem, const Devic
   return 0;
 }
 
-// The forced route, else the trusted supported route of lowest predicted time (cores on a tie).
+// The forced route, else the trusted supported route of lowest predicted time (gemm on a tie).
 inline Route choose_route(const Problem& problem, int major) {
   const char* forced = std::getenv("BITCODES_CUDA_ROUTE");
   if (forced != nullptr && *forced != '\0' && std::strcmp(forced, "auto") != 0) {
@@ -96,9 +108,10 @@ inline Route choose_route(const Problem& problem, int major) {
     TORCH_CHECK_VALUE(known, "BITCODES_CUDA_ROUTE must be auto or the name of a route (cores, gemm, mma), got '",
                       forced, "'");
   }
-  Route best = Route::kCudaCores;
+  // gemm supports and is trusted for every problem, so there is always a candidate.
+  Route best = Route::kGemm;
   for (const Route route : kAllRoutes) {
-    if (trusted_for_auto(route) && supports(route, problem, major) &&
+    if (trusted_for_auto(route, problem) && supports(route, problem, major) &&
         predicted_seconds(route, problem) < predicted_seconds(best, problem))
       best = route;
   }
