@@ -39,9 +39,12 @@ def pair_logits(x: Tensor, codebook: Tensor, metric: str = "dot") -> Tensor:
 
 
 def decode(bits: Tensor, codebook: Tensor) -> Tensor:
-    """y = sum_i c[2i] + sum_i bits_i (c[2i+1] - c[2i])."""
-    even, odd = codebook[0::2], codebook[1::2]
-    return even.sum(0) + bits.to(codebook.dtype) @ (odd - even)
+    """y = sum_i c[2i] + sum_i bits_i (c[2i+1] - c[2i]), in the accumulation type, rounded once
+    to the codebook's dtype: the same arithmetic as bitcodes()' y, so from_bits(bits) == y."""
+    acc = compute_dtype(codebook.dtype)
+    cb = codebook.to(acc)
+    even, odd = cb[0::2], cb[1::2]
+    return (even.sum(0) + bits.to(acc) @ (odd - even)).to(codebook.dtype)
 
 
 def bitcodes(

@@ -280,6 +280,13 @@ MUTANTS = (
         (f"{PACKAGE}::test_eval_matches_package", "tests/test_ops.py::test_opcheck_forward"),
     ),
     Mutant(
+        "reference-decode-dtype", "bitcodes_ext/reference.py",
+        "    acc = compute_dtype(codebook.dtype)\n    cb = codebook.to(acc)",
+        "    acc = codebook.dtype\n    cb = codebook.to(acc)",
+        "dtype conversion", "the fallback's from_bits sums bf16/fp16 codebooks in bf16/fp16, so it misses y",
+        ("tests/test_kernels.py::test_from_bits_reproduces_y_in_every_dtype_on_every_backend",),
+    ),
+    Mutant(
         "reference-vq-distance", "bitcodes_ext/reference.py",
         "dist = (x.double() - codebook.double()[codes])", "dist = (x - c[codes])",
         "vq ties and exact distance", "the fallback's vq distance computed in float32, not double",
