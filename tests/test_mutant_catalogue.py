@@ -6,6 +6,8 @@ part of `make test`, its fast subset.)"""
 import pathlib
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -34,3 +36,27 @@ def test_catalogue_covers_what_it_must():
     assert not set(WITH_ARITHMETIC) - {m.path for m in MUTANTS}
     assert sum(m.quick for m in MUTANTS) >= 5 and not any(m.quick and m.kind == "cuda" for m in MUTANTS)
     assert {"threshold-tie", "cuda-threshold-tie", "cuda-overlapped-partial-sum"} <= {m.name for m in MUTANTS}
+
+
+def test_a_report_reads_back_as_written_for_resume(tmp_path):
+    from mutants import read_report, report_text, resumable
+
+    by_name = {m.name: m for m in MUTANTS}
+    results = [(by_name["threshold-tie"], dict(status="killed", by="tests/a.py::t[x | y]", seconds=61.0)),
+               (by_name["odd-codebook"], dict(status="survived", by="", seconds=4.0))]
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    text = report_text(results, mode="whole catalogue, stopped part-way: 2 of 57 run", capability="AVX2",
+                       seconds=125.0, problems=[], state=(commit, False))
+    (tmp_path / "r.md").write_text(text)
+    earlier = read_report(tmp_path / "r.md")
+    assert earlier["commit"] == commit and not earlier["dirty"]
+    assert earlier["capability"] == "AVX2" and earlier["minutes"] == 2
+    assert earlier["results"] == {"threshold-tie": dict(status="killed", by="tests/a.py::t[x | y]", seconds=61.0),
+                                  "odd-codebook": dict(status="survived", by="", seconds=4.0)}
+    # Results of another capability, or of a dirty checkout, never stand for this run's.
+    assert "AVX512" in resumable(earlier, "AVX512")
+    assert "uncommitted" in resumable(dict(earlier, dirty=True), "AVX2")
+
+    (tmp_path / "foreign.md").write_text("# notes\n| a | b |\n")
+    with pytest.raises(ValueError, match="not a report"):
+        read_report(tmp_path / "foreign.md")

@@ -6,6 +6,7 @@ caught (killed) and which it missed (survived: a missing test).
     python tools/mutants.py                 # every mutant (make mutants); writes tests/mutants-report.md
     python tools/mutants.py --quick         # the fast subset, each against its own tests (make mutants-quick, CI)
     python tools/mutants.py --only a,b      # some mutants (report in build/mutants/report.md)
+    python tools/mutants.py --resume        # the whole catalogue, keeping what a stopped run killed
     python tools/mutants.py --list | --check
 
 How it runs:
@@ -381,6 +382,48 @@ def report_text(results, *, mode, capability, seconds, problems, state):
     return "\n".join(lines) + "\n"
 
 
+def read_report(path):
+    """An earlier report's commit, capability, minutes and results ({name: result}), as
+    report_text wrote them."""
+    text = path.read_text()
+    commit = re.search(r"^- commit: ([0-9a-f]{40})( \(with uncommitted changes\))?$", text, flags=re.M)
+    capability = re.search(r"; kernels built for (\w+) ", text)
+    minutes = re.search(r" errors; (\d+) min$", text, flags=re.M)
+    if not (commit and capability and minutes):
+        raise ValueError(f"{path} is not a report of tools/mutants.py (no commit, capability or time line)")
+    results = {}
+    for line in text.splitlines():
+        if not line.startswith("| ") or line.startswith("| mutant |"):
+            continue
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) != 7:
+            raise ValueError(f"{path}: a result row without 7 cells: {line!r}")
+        name, _, _, _, status, by, seconds = cells
+        results[name] = dict(status=status, by=by, seconds=float(seconds))
+    return dict(commit=commit.group(1), dirty=bool(commit.group(2)), capability=capability.group(1),
+                minutes=int(minutes.group(1)), results=results)
+
+
+def resumable(earlier, capability):
+    """Why the earlier run's results cannot stand for this checkout's, or None when they can: it
+    ran on a clean checkout whose code and tests are this one's, for the same capability, and this
+    checkout has nothing uncommitted but the report itself. Only what no mutant run reads may
+    differ: Markdown, this runner, and the tests left out of the runs."""
+    if earlier["dirty"]:
+        return "it ran with uncommitted changes"
+    if earlier["capability"] != capability:
+        return f"it ran for {earlier['capability']}, this run is for {capability}"
+    unread = ["*.md", "tools/mutants.py", *sorted(NOT_IN_RUNS)]
+    changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", earlier["commit"], "HEAD", "--", ".",
+                              *[f":(exclude){p}" for p in unread]]).returncode
+    if changed:
+        return f"the code changed since its commit {earlier['commit'][:12]}"
+    pending = [line for line in git("status", "--porcelain").splitlines() if not line.endswith(REPORT.name)]
+    if pending:
+        return f"this checkout has uncommitted changes ({pending[0].strip()} ...)"
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the fast subset, each against its own tests only")
@@ -392,6 +435,9 @@ def main(argv=None):
     parser.add_argument("--capability", help="DEFAULT, AVX2 or AVX512 (default: the best this CPU has)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per test run (a hang counts as killed)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run (when it just passed)")
+    parser.add_argument("--resume", action="store_true",
+                        help="the whole catalogue, keeping the mutants that tests/mutants-report.md shows killed "
+                             "(a run stopped part-way) where the code has not changed since; the rest run again")
     args = parser.parse_args(argv)
 
     problems = check_catalogue()
@@ -414,6 +460,8 @@ def main(argv=None):
         mutants = [m for m in mutants if m.quick]
     mutants = run_order(mutants)
     whole = not args.only and not args.quick
+    if args.resume and not whole:
+        parser.error("--resume continues the whole catalogue: not with --only or --quick")
     report = args.report or (REPORT if whole else args.work / ("quick-report.md" if args.quick else "report.md"))
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -427,27 +475,40 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     tree = Tree(args.work, args.capability or cpu_capability())
     state = checkout_state()
-    tree.sync()
-    start = time.monotonic()
-    failures = [] if args.no_baseline else baseline(tree, mutants, args.quick, args.timeout)
-    results = []
     mode = "quick subset" if args.quick else ("whole catalogue" if whole else f"only {args.only}")
+    planned, results, start = mutants, [], time.monotonic()
+    if args.resume:
+        earlier = read_report(REPORT)
+        why_not = resumable(earlier, tree.capability)
+        if why_not:
+            print(f"mutants: cannot resume from {REPORT}: {why_not}; run the whole catalogue", file=sys.stderr)
+            return 2
+        kept = {n: r for n, r in earlier["results"].items() if r["status"] == "killed"}
+        results = [(m, kept[m.name]) for m in planned if m.name in kept]
+        mutants = [m for m in planned if m.name not in kept]
+        start -= 60 * earlier["minutes"]
+        mode += f" (resumed: {len(results)} killed kept from the run at {earlier['commit'][:12]})"
+        print(f"resuming: {len(results)} killed kept, {len(mutants)} to run", flush=True)
+    tree.sync()
+    failures = [] if args.no_baseline else baseline(tree, mutants, args.quick, args.timeout)
 
     def write_report(done):
         # Rewritten after every mutant, so a run stopped part-way leaves what it found, said so.
-        progress = mode if done else f"{mode}, stopped part-way: {len(results)} of {len(mutants)} run"
+        progress = mode if done else f"{mode}, stopped part-way: {len(results)} of {len(planned)} run"
         write_atomically(report, report_text(results, mode=progress, capability=tree.capability,
                                              seconds=time.monotonic() - start, problems=failures, state=state))
 
     if failures:
         print("\n".join(failures), file=sys.stderr)
     else:
-        for i, m in enumerate(mutants, 1):
+        for m in mutants:
             r = run_mutant(tree, m, args.quick, args.timeout)
             results.append((m, r))
-            print(f"[{i}/{len(mutants)}] {m.name}: {r['status']} {r['by']} ({r['seconds']:.0f} s)", flush=True)
-            if i < len(mutants):
+            print(f"[{len(results)}/{len(planned)}] {m.name}: {r['status']} {r['by']} ({r['seconds']:.0f} s)",
+                  flush=True)
+            if len(results) < len(planned):
                 write_report(done=False)
+        results.sort(key=lambda mr: planned.index(mr[0]))
     write_report(done=True)
     print(f"report: {report}")
     return 0 if not failures and all(r["status"] == "killed" for _, r in results) else 1
