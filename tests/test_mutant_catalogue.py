@@ -51,6 +51,7 @@ def test_a_report_reads_back_as_written_for_resume(tmp_path):
     earlier = read_report(tmp_path / "r.md")
     assert earlier["commit"] == commit and not earlier["dirty"]
     assert earlier["capability"] == "AVX2" and earlier["minutes"] == 2
+    assert earlier["cpu"] and earlier["cpu"] in text
     assert earlier["results"] == {"threshold-tie": dict(status="killed", by="tests/a.py::t[x | y]", seconds=61.0),
                                   "odd-codebook": dict(status="survived", by="", seconds=4.0)}
     # Results of another capability, or of a dirty checkout, never stand for this run's.

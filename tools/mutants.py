@@ -388,8 +388,9 @@ def read_report(path):
     text = path.read_text()
     commit = re.search(r"^- commit: ([0-9a-f]{40})( \(with uncommitted changes\))?$", text, flags=re.M)
     capability = re.search(r"; kernels built for (\w+) ", text)
+    cpu = re.search(r"^- CPU: (.+?); kernels built for ", text, flags=re.M)
     minutes = re.search(r" errors; (\d+) min$", text, flags=re.M)
-    if not (commit and capability and minutes):
+    if not (commit and capability and minutes and cpu):
         raise ValueError(f"{path} is not a report of tools/mutants.py (no commit, capability or time line)")
     results = {}
     for line in text.splitlines():
@@ -400,7 +401,7 @@ def read_report(path):
             raise ValueError(f"{path}: a result row without 7 cells: {line!r}")
         name, _, _, _, status, by, seconds = cells
         results[name] = dict(status=status, by=by, seconds=float(seconds))
-    return dict(commit=commit.group(1), dirty=bool(commit.group(2)), capability=capability.group(1),
+    return dict(commit=commit.group(1), dirty=bool(commit.group(2)), capability=capability.group(1), cpu=cpu.group(1),
                 minutes=int(minutes.group(1)), results=results)
 
 
@@ -487,7 +488,8 @@ def main(argv=None):
         results = [(m, kept[m.name]) for m in planned if m.name in kept]
         mutants = [m for m in planned if m.name not in kept]
         start -= 60 * earlier["minutes"]
-        mode += f" (resumed: {len(results)} killed kept from the run at {earlier['commit'][:12]})"
+        mode += (f" (resumed: {len(results)} killed kept from the run at {earlier['commit'][:12]}"
+                 f" on {earlier['cpu']})")
         print(f"resuming: {len(results)} killed kept, {len(mutants)} to run", flush=True)
     tree.sync()
     failures = [] if args.no_baseline else baseline(tree, mutants, args.quick, args.timeout)
