@@ -43,6 +43,24 @@ def test_seed_example_ties_and_nan(cuda):
     assert codes.tolist() == [3, 0] and torch.isnan(dist[1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_equal_codes_tie_to_the_lowest_index_however_the_gemm_rounds(cuda, dtype):
+    # Copies of codes 5 and 71 past the last whole block of 64 codes: route gemm's GEMM (on the
+    # emulator, its stand-in, gemm_ops.h) may round those columns differently from the originals,
+    # so their scores differ by an ulp either way; the equal distances must still give the
+    # originals.
+    codebook = torch.randn(130, 24).to(dtype)
+    codebook[128], codebook[129] = codebook[5], codebook[71]
+    bases = torch.tensor([5, 71]).repeat(200)
+    observations = (codebook[bases].double() + 0.05 * torch.randn(400, 24, dtype=torch.float64)).to(dtype)
+    # Distances summed alike for every code (equal codes: equal sums), unlike exact_distances.
+    exact = (observations.double()[:, None] - codebook.double()[None]).square().sum(2).sqrt()
+    assert torch.equal(exact.argmin(1), bases)
+    codes, dist = vq(observations.to(cuda), codebook.to(cuda))
+    assert torch.equal(codes.cpu(), bases)
+    torch.testing.assert_close(dist.cpu(), exact.gather(1, bases.reshape(-1, 1)).squeeze(1).to(dtype))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_exact_ties_go_to_the_lowest_index(cuda, dtype):
     # Exactly equal distances (small integers) to copies of a code 1 to 960 codes apart: in one

@@ -426,8 +426,15 @@ MUTANTS = (
     ),
     Mutant(
         "gemm-vq-tie", "csrc/cuda/vq_epilogues.cuh",
-        "(other == lowest && other_code < code)", "(other == lowest && other_code > code)",
-        "vq ties and exact distance", "route 1's argmin sends equal scores to the highest code",
+        "if (sum < nearest) {", "if (sum <= nearest) {",
+        "vq ties and exact distance", "route 1's argmin sends equal distances to the highest code",
         (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
+    ),
+    Mutant(
+        "gemm-vq-margin", "csrc/cuda/vq_epilogues.cuh",
+        "const double margin = 4 * unit * reach * reach;", "const double margin = 0 * unit * reach * reach;",
+        "vq ties and exact distance",
+        "route 1's argmin trusts the GEMM's rounding: an equal code in a differently rounded column wins",
+        (f"{CUDA_VQ}::test_equal_codes_tie_to_the_lowest_index_however_the_gemm_rounds",),
     ),
 )

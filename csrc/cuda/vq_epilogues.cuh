@@ -1,6 +1,7 @@
 // vq's route 1 (gemm_plan.h VqPlan): after each GEMM tile of scores x.c (tokens x codes), a
-// running argmin per token; after the last code tile, the winner's distance recomputed
-// directly in double. One warp per token, 8 tokens per block of 256 threads.
+// running argmin per token that does not trust the GEMM's rounding at near-ties; after the last
+// code tile, the winner's distance recomputed directly in double. One warp per token, 8 tokens
+// per block of 256 threads.
 #pragma once
 
 #include "tile_gemm.cuh"
@@ -14,39 +15,116 @@ constexpr int kVqThreads = 256, kWarp = 32, kTokensPerVqBlock = kVqThreads / kWa
 
 inline dim3 vq_grid(int64_t tokens) { return dim3(static_cast<unsigned>(ceil_div(tokens, kTokensPerVqBlock))); }
 
-// best[t], codes[t] (the chunk's tokens) become the lowest score |c|^2 - 2 x.c over this tile's
-// codes c0 .. c0 + count and what they held from earlier tiles. Ties go to the lowest code:
-// each lane walks its codes in increasing order with a strict <, the lanes' winners are merged
-// by (score, code), and an earlier (lower-coded) tile keeps a tie. A NaN score never wins, so a
-// row with no finite score keeps the code 0 it started with (best starts at +inf).
-template <typename acc_t>
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {  // the same value in every lane (+ is commutative)
+  for (int m = kWarp / 2; m >= 1; m /= 2) v += __shfl_xor_sync(0xffffffffu, v, m);
+  return v;
+}
+
+// The argmin over one tile of codes c0 .. c0 + count, continuing from earlier tiles: per token,
+// best[t] is the lowest score |c|^2 - 2 x.c seen so far, exact[t] the lowest squared distance in
+// double among the codes checked so far and codes[t] its code.
+//
+// The GEMM's scores are not the same function of every column: a library GEMM may round a
+// column in a tail block differently from one in a full block, so two equal codes (duplicates
+// are common: restarts, copies) can score an ulp apart, and the later one would win. So the
+// score only filters: every code scoring within `margin` of the lowest score so far has its
+// squared distance computed in double (the same sum for equal codes), in increasing code order,
+// and the lowest wins (ties: the lowest code). With margin at least twice the scores' rounding
+// error, the nearest code always passes the filter: its score is within 2 errors of every other
+// code's, so within margin of the lowest so far, whichever tile that is in. Usually one code per
+// tile passes.
+//
+// margin = 4 unit (|x| + max|c|)^2, where unit (the host's) bounds a score's relative error
+// (D + 2 roundings of float32 sums, plus TF32's input rounding where cuBLAS may use it) and
+// |c|^2 + 2|x||c| <= (|x| + |c|)^2 scales it. Where that is not finite (a NaN or inf in x, or a
+// float64 codebook near overflow), the lowest score wins as it stands, ties to the lowest code,
+// and a NaN score never wins, so a row with no finite score keeps the code 0 it started with.
+template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kVqThreads)
-    vq_argmin_kernel(const acc_t* scores, int64_t stride, const acc_t* norms, int64_t c0, int64_t count,
-                     int64_t tokens, acc_t* best, int64_t* codes) {
+    vq_argmin_kernel(const acc_t* scores, int64_t stride, const acc_t* norms, const acc_t* largest_norm,
+                     int64_t c0, int64_t count, int64_t tokens, const scalar_t* x, const scalar_t* codebook,
+                     int64_t D, double unit, acc_t* best, double* exact, int64_t* codes) {
   const int lane = threadIdx.x % kWarp;
   const int64_t t = int64_t(blockIdx.x) * kTokensPerVqBlock + threadIdx.x / kWarp;
+  const bool valid = t < tokens;  // the same in every lane of the warp
+  const acc_t* row = scores + t * stride;
+  const scalar_t* token = x + t * D;
+  auto score = [&](int64_t c) { return norms[c0 + c] - acc_t(2) * row[c]; };
+
+  // The tile's lowest score, ties to the lowest code: each lane walks its codes in increasing
+  // order with a strict <, and the lanes' winners are merged by (score, code).
   acc_t lowest = std::numeric_limits<acc_t>::infinity();
-  long long code = 0;
-  if (t < tokens) {
+  long long lowest_code = 0;
+  double x_squared = 0;
+  if (valid) {
     for (int64_t c = lane; c < count; c += kWarp) {
-      const acc_t score = norms[c0 + c] - acc_t(2) * scores[t * stride + c];
-      if (score < lowest) {
-        lowest = score;
-        code = c0 + c;
+      const acc_t s = score(c);
+      if (s < lowest) {
+        lowest = s;
+        lowest_code = c0 + c;
       }
     }
+    for (int64_t d = lane; d < D; d += kWarp) x_squared += static_cast<double>(token[d]) * static_cast<double>(token[d]);
   }
-  for (int m = kWarp / 2; m >= 1; m /= 2) {  // every thread shuffles, in range or not
+  for (int m = kWarp / 2; m >= 1; m /= 2) {  // every lane shuffles, in range or not
     const acc_t other = __shfl_xor_sync(0xffffffffu, lowest, m);
-    const long long other_code = __shfl_xor_sync(0xffffffffu, code, m);
-    if (other < lowest || (other == lowest && other_code < code)) {
+    const long long other_code = __shfl_xor_sync(0xffffffffu, lowest_code, m);
+    if (other < lowest || (other == lowest && other_code < lowest_code)) {
       lowest = other;
-      code = other_code;
+      lowest_code = other_code;
     }
   }
-  if (t < tokens && lane == 0 && lowest < best[t]) {
-    best[t] = lowest;
-    codes[t] = code;
+  const double reach = sqrt(warp_sum(x_squared)) + sqrt(static_cast<double>(*largest_norm));
+  const double margin = 4 * unit * reach * reach;
+  const acc_t previous = valid ? best[t] : std::numeric_limits<acc_t>::infinity();
+  if (!(margin < std::numeric_limits<double>::infinity())) {  // inf or NaN; warp-uniform
+    if (valid && lane == 0 && lowest < previous) {
+      best[t] = lowest;
+      codes[t] = lowest_code;
+    }
+    return;
+  }
+  const acc_t running = lowest < previous ? lowest : previous;
+  const double threshold = static_cast<double>(running) + margin;
+
+  // The codes that pass, lowest first: each lane keeps its next passing code (count: none), the
+  // warp takes the lowest of them, computes its distance together, and its lane moves on.
+  double nearest = valid ? exact[t] : 0;
+  int64_t nearest_code = valid ? codes[t] : 0;
+  int64_t mine = lane;
+  auto next_passing = [&] {
+    while (valid && mine < count && !(static_cast<double>(score(mine)) <= threshold)) mine += kWarp;
+    return valid && mine < count ? mine : count;
+  };
+  int64_t pending = next_passing();
+  for (;;) {
+    int64_t c = pending;
+    for (int m = kWarp / 2; m >= 1; m /= 2) {
+      const int64_t other = __shfl_xor_sync(0xffffffffu, c, m);
+      c = other < c ? other : c;
+    }
+    if (c >= count) break;  // warp-uniform
+    const scalar_t* code = codebook + (c0 + c) * D;
+    double sum = 0;
+    for (int64_t d = lane; d < D; d += kWarp) {
+      const double diff = static_cast<double>(token[d]) - static_cast<double>(code[d]);
+      sum += diff * diff;
+    }
+    sum = warp_sum(sum);
+    if (sum < nearest) {
+      nearest = sum;
+      nearest_code = c0 + c;
+    }
+    if (pending == c) {
+      mine += kWarp;
+      pending = next_passing();
+    }
+  }
+  if (valid && lane == 0) {
+    best[t] = running;
+    exact[t] = nearest;
+    codes[t] = nearest_code;
   }
 }
 
@@ -66,7 +144,7 @@ __global__ void __launch_bounds__(kVqThreads)
       sum += diff * diff;
     }
   }
-  for (int m = kWarp / 2; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+  sum = warp_sum(sum);
   if (t < tokens && lane == 0) dist[t] = static_cast<scalar_t>(sqrt(sum));
 }
 
