@@ -39,7 +39,7 @@ def test_catalogue_covers_what_it_must():
 
 
 def test_a_report_reads_back_as_written_for_resume(tmp_path):
-    from mutants import read_report, report_text, resumable
+    from mutants import git, read_report, report_text, resumable, still_killed
 
     by_name = {m.name: m for m in MUTANTS}
     results = [(by_name["threshold-tie"], dict(status="killed", by="tests/a.py::t[x | y]", seconds=61.0)),
@@ -61,3 +61,9 @@ def test_a_report_reads_back_as_written_for_resume(tmp_path):
     (tmp_path / "foreign.md").write_text("# notes\n| a | b |\n")
     with pytest.raises(ValueError, match="not a report"):
         read_report(tmp_path / "foreign.md")
+
+    # At this very commit every kill stands, nothing else: survivors run again, unknown names go.
+    head = git("rev-parse", "HEAD").strip()
+    results = dict(earlier["results"], gone=dict(status="killed", by="x", seconds=1.0))
+    assert still_killed(dict(earlier, commit=head, results=results), MUTANTS) == {
+        "threshold-tie": results["threshold-tie"]}

@@ -406,23 +406,66 @@ def read_report(path):
 
 
 def resumable(earlier, capability):
-    """Why the earlier run's results cannot stand for this checkout's, or None when they can: it
-    ran on a clean checkout whose code and tests are this one's, for the same capability, and this
-    checkout has nothing uncommitted but the report itself. Only what no mutant run reads may
-    differ: Markdown, this runner, and the tests left out of the runs."""
+    """Why the earlier run's results cannot stand for this run's at all, or None: it ran on a
+    clean checkout, for the same capability, and this checkout has nothing uncommitted but the
+    report itself. (still_killed then says which of its kills stand.)"""
     if earlier["dirty"]:
         return "it ran with uncommitted changes"
     if earlier["capability"] != capability:
         return f"it ran for {earlier['capability']}, this run is for {capability}"
-    unread = ["*.md", "tools/mutants.py", *sorted(NOT_IN_RUNS)]
-    changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", earlier["commit"], "HEAD", "--", ".",
-                              *[f":(exclude){p}" for p in unread]]).returncode
-    if changed:
-        return f"the code changed since its commit {earlier['commit'][:12]}"
     pending = [line for line in git("status", "--porcelain").splitlines() if not line.endswith(REPORT.name)]
     if pending:
         return f"this checkout has uncommitted changes ({pending[0].strip()} ...)"
     return None
+
+
+# What no mutant run reads (the catalogue is compared mutant by mutant instead), and what only
+# the emulated CUDA runs read. A CPU or Python mutant's run reads csrc/cuda/ only through the GPU
+# checklist's dry run (tests/test_gpu_session.py), which builds the emulator.
+NOT_READ = ("*.md", "tools/mutants.py", "tools/mutant_catalogue.py", *sorted(NOT_IN_RUNS))
+READ_BY_CUDA_RUNS_ONLY = ("csrc/cuda/*", "tests/test_cuda_*")
+
+
+def changed_since(commit, unread):
+    return subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", commit, "HEAD", "--", ".",
+                           *[f":(exclude){p}" for p in unread]]).returncode != 0
+
+
+def catalogue_at(commit):
+    """{name: (path, old, new)} of the catalogue as it was at commit."""
+    import importlib.util
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "catalogue_then.py"
+        path.write_text(git("show", f"{commit}:tools/mutant_catalogue.py"))
+        spec = importlib.util.spec_from_file_location("catalogue_then", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            del sys.modules[spec.name]
+    return {m.name: (m.path, m.old, m.new) for m in module.MUTANTS}
+
+
+def still_killed(earlier, mutants):
+    """The earlier run's kills that stand for this checkout: the mutant is defined as it was then,
+    and nothing its run reads has changed since (for a CPU or Python mutant not killed by the
+    GPU checklist's dry run, csrc/cuda/ and the CUDA tests may have)."""
+    commit = earlier["commit"]
+    then = catalogue_at(commit)
+    anything = changed_since(commit, NOT_READ)
+    outside_cuda = changed_since(commit, NOT_READ + READ_BY_CUDA_RUNS_ONLY)
+    kept = {}
+    for m in mutants:
+        r = earlier["results"].get(m.name)
+        if not r or r["status"] != "killed" or then.get(m.name) != (m.path, m.old, m.new):
+            continue
+        reads_cuda = m.kind == "cuda" or r["by"].startswith("tests/test_gpu_session.py")
+        if not (anything if reads_cuda else outside_cuda):
+            kept[m.name] = r
+    return kept
 
 
 def main(argv=None):
@@ -437,8 +480,9 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per test run (a hang counts as killed)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run (when it just passed)")
     parser.add_argument("--resume", action="store_true",
-                        help="the whole catalogue, keeping the mutants that tests/mutants-report.md shows killed "
-                             "(a run stopped part-way) where the code has not changed since; the rest run again")
+                        help="the whole catalogue, keeping the kills of tests/mutants-report.md (a run stopped "
+                             "part-way) where neither the mutant nor what its run reads has changed since; "
+                             "the rest run again")
     args = parser.parse_args(argv)
 
     problems = check_catalogue()
@@ -484,7 +528,7 @@ def main(argv=None):
         if why_not:
             print(f"mutants: cannot resume from {REPORT}: {why_not}; run the whole catalogue", file=sys.stderr)
             return 2
-        kept = {n: r for n, r in earlier["results"].items() if r["status"] == "killed"}
+        kept = still_killed(earlier, planned)
         results = [(m, kept[m.name]) for m in planned if m.name in kept]
         mutants = [m for m in planned if m.name not in kept]
         start -= 60 * earlier["minutes"]
