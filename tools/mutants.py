@@ -391,7 +391,7 @@ def read_report(path):
     cpu = re.search(r"^- CPU: (.+?); kernels built for ", text, flags=re.M)
     minutes = re.search(r" errors; (\d+) min$", text, flags=re.M)
     if not (commit and capability and minutes and cpu):
-        raise ValueError(f"{path} is not a report of tools/mutants.py (no commit, capability or time line)")
+        raise ValueError(f"{path} is not a report of tools/mutants.py (no commit, CPU, capability or time line)")
     results = {}
     for line in text.splitlines():
         if not line.startswith("| ") or line.startswith("| mutant |"):

@@ -21,6 +21,19 @@ __device__ __forceinline__ T warp_sum(T v) {  // the same value in every lane (+
   return v;
 }
 
+// |x - c|^2 summed in double by the warp, lane l taking the features l, l + 32, ...: the same
+// sum in every lane, and for equal codes.
+template <typename scalar_t>
+__device__ __forceinline__ double warp_squared_distance(const scalar_t* x, const scalar_t* code, int64_t D,
+                                                        int lane) {
+  double sum = 0;
+  for (int64_t d = lane; d < D; d += kWarp) {
+    const double diff = static_cast<double>(x[d]) - static_cast<double>(code[d]);
+    sum += diff * diff;
+  }
+  return warp_sum(sum);
+}
+
 // The argmin over one tile of codes c0 .. c0 + count, continuing from earlier tiles: per token,
 // best[t] is the lowest score |c|^2 - 2 x.c seen so far, exact[t] the lowest squared distance in
 // double among the codes checked so far and codes[t] its code.
@@ -105,13 +118,7 @@ __global__ void __launch_bounds__(kVqThreads)
       c = other < c ? other : c;
     }
     if (c >= count) break;  // warp-uniform
-    const scalar_t* code = codebook + (c0 + c) * D;
-    double sum = 0;
-    for (int64_t d = lane; d < D; d += kWarp) {
-      const double diff = static_cast<double>(token[d]) - static_cast<double>(code[d]);
-      sum += diff * diff;
-    }
-    sum = warp_sum(sum);
+    const double sum = warp_squared_distance(token, codebook + (c0 + c) * D, D, lane);
     if (sum < nearest) {
       nearest = sum;
       nearest_code = c0 + c;
@@ -135,17 +142,10 @@ __global__ void __launch_bounds__(kVqThreads)
                        scalar_t* dist) {
   const int lane = threadIdx.x % kWarp;
   const int64_t t = int64_t(blockIdx.x) * kTokensPerVqBlock + threadIdx.x / kWarp;
-  double sum = 0;
-  if (t < tokens) {
-    const scalar_t* row = x + t * D;
-    const scalar_t* code = codebook + codes[t] * D;
-    for (int64_t d = lane; d < D; d += kWarp) {
-      const double diff = static_cast<double>(row[d]) - static_cast<double>(code[d]);
-      sum += diff * diff;
-    }
-  }
-  sum = warp_sum(sum);
-  if (t < tokens && lane == 0) dist[t] = static_cast<scalar_t>(sqrt(sum));
+  const bool valid = t < tokens;  // the same in every lane of the warp
+  // An out-of-range warp sums no features but still takes part in the shuffles.
+  const double sum = warp_squared_distance(x + t * D, codebook + (valid ? codes[t] : 0) * D, valid ? D : 0, lane);
+  if (valid && lane == 0) dist[t] = static_cast<scalar_t>(sqrt(sum));
 }
 
 }  // namespace bitcodes_ext::cuda::gemm
