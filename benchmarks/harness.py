@@ -83,8 +83,19 @@ def fresh_output_ms(shape, device, dtype=torch.float32):
     return median_ms(lambda: torch.empty(shape, device=device, dtype=dtype).fill_(1.0), device, min_run_time=0.3)
 
 
+def cpu_name():
+    """The CPU's model and the widest ISA torch uses on it, e.g. "AMD EPYC (AVX512)"."""
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model} ({torch.backends.cpu.get_cpu_capability().upper()})"
+
+
 def describe(device, threads, peak, bandwidth, dtype_name):
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return dict(
         device=name, device_type=device.type, threads=threads, torch=torch.__version__, dtype=dtype_name,
         gemm_peak_gflops=peak, copy_bandwidth_gbs=bandwidth, date=time.strftime("%Y-%m-%d"),

@@ -2,8 +2,10 @@
 
 from . import _extension, codec, functional, reference
 from .bits import pack_bits, to_bits, to_decimal, unpack_bits
+from .entropy import binary_entropy
 from .info import backend_info
 from .layers import Bitcodes
+from .lookup_free import LookupFreeQuantizer
 from .quantizer import CodebookUsage, VectorQuantizer, codebook_usage, kmeans
 from .residual import ResidualVectorQuantizer
 from .vq import vq
@@ -14,9 +16,11 @@ if _extension.LOAD_ERROR is None:
 __all__ = [
     "Bitcodes",
     "CodebookUsage",
+    "LookupFreeQuantizer",
     "ResidualVectorQuantizer",
     "VectorQuantizer",
     "backend_info",
+    "binary_entropy",
     "codebook_usage",
     "codec",
     "functional",

@@ -5,7 +5,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from . import _validate, functional
+from . import _validate, functional, reference
 
 
 class Bitcodes(nn.Module):
@@ -52,6 +52,17 @@ class Bitcodes(nn.Module):
             backend=self.backend,
             bits_dtype=self.bits_dtype,
         )
+
+    def bit_logits(self, x: Tensor) -> Tensor:
+        """x (..., features) -> (..., num_bits): the logits (x . w_i + bias_i) / temperature
+        that the bits threshold (bias_i is 0 for metric="dot"), in float32 (float64 for float64
+        x), differentiable in x and the codebook. With temperature 1 they are the log-odds of
+        each training bit (its noise is logistic); binary_entropy(layer.bit_logits(x)) is then
+        a code-usage regulariser. Their signs are forward's eval bits, up to near-ties."""
+        _validate.check_x(x, self.codebook)
+        acc = reference.compute_dtype(x.dtype)
+        with functional.without_autocast(x.device):
+            return reference.pair_logits(x.to(acc), self.codebook.to(acc), self.metric) / self.temperature
 
     def from_bits(self, bits: Tensor) -> Tensor:
         """bits (..., num_bits) of 0s and 1s (integer or bool) -> (..., features)."""

@@ -253,3 +253,25 @@ def vq_tie_case(num_observations, num_codes, features, dtype):
     near = near + torch.randint(-1, 2, near.shape)
     anywhere = torch.randint(-9, 10, (num_observations - len(near), features)).double()
     return torch.cat([near, anywhere]).to(dtype), codebook.to(dtype)
+
+
+def code_probabilities(logits):
+    """Float64 P(code c) for every token and every code c of the B bits (N, 2^B), bit 0 the
+    most significant: the enumeration that binary_entropy avoids (small B only)."""
+    l = logits.double().reshape(-1, logits.shape[-1])
+    bits = ((torch.arange(1 << l.shape[1]).unsqueeze(1) >> torch.arange(l.shape[1] - 1, -1, -1)) & 1).double()
+    # log P = sum_b c_b log sigmoid(l_b) + (1 - c_b) log sigmoid(-l_b): exact at saturation.
+    return torch.exp(torch.nn.functional.logsigmoid(l) @ bits.T + torch.nn.functional.logsigmoid(-l) @ (1 - bits).T)
+
+
+def binary_entropy_oracle(logits, group_size=None):
+    """(per_sample, codebook) of binary_entropy by enumerating every code in float64."""
+    l = logits.double().reshape(-1, logits.shape[-1])
+    p1, p0 = torch.sigmoid(l), torch.sigmoid(-l)
+    per_sample = -(torch.special.xlogy(p1, p1) + torch.special.xlogy(p0, p0)).sum(1).mean()
+    group_size = group_size or l.shape[1]
+    codebook = l.new_zeros(())
+    for start in range(0, l.shape[1], group_size):
+        a = code_probabilities(l[:, start : start + group_size]).mean(0)
+        codebook = codebook - (a * torch.where(a > 0, a, torch.ones_like(a)).log()).sum()
+    return per_sample, codebook

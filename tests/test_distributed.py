@@ -1,6 +1,7 @@
 """DistributedDataParallel with gloo, 2 CPU processes: Bitcodes gradients equal single-process
-full-batch gradients (eval, and training with injected noise), and VectorQuantizer keeps every
-rank's EMA codebook identical and equal to the full-batch one."""
+full-batch gradients (eval, and training with injected noise), VectorQuantizer keeps every
+rank's EMA codebook identical and equal to the full-batch one, and binary_entropy's codebook
+entropy and its gradients are those of the whole batch."""
 
 import contextlib
 import gc
@@ -11,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bitcodes_ext import Bitcodes, VectorQuantizer
+from bitcodes_ext import Bitcodes, VectorQuantizer, binary_entropy
 
 WORLD = 2
 TOKENS, FEATURES, BITS = 64, 12, 6
@@ -162,3 +163,38 @@ def test_ddp_quantizer_keeps_ranks_identical(native, tmp_path, dead_code_thresho
         for rank_usage, rank_sums, rank_codes in ((usage, sums, codes), (usage1, sums1, codes1)):
             assert (rank_usage == 1).all() and torch.equal(rank_sums, rank_codes)
     assert not torch.allclose(states[0][0], model.state()[0])
+
+
+# binary_entropy under DDP: the usage table is all-reduced with an autograd-aware collective, so
+# every rank sees the whole batch's codebook entropy and DDP's averaged gradient is the
+# full-batch one (a plain all_reduce would leave each rank only its own share of it).
+def entropy_model():
+    torch.manual_seed(7)
+    return torch.nn.Linear(FEATURES, BITS, dtype=torch.float64)
+
+
+def entropy_step(model, x):
+    per_sample, codebook = binary_entropy(model(x) * 3, group_size=4)
+    (per_sample - 0.9 * codebook).backward()
+    return per_sample.detach(), codebook.detach()
+
+
+def entropy_worker(rank, store, out):
+    with process_group(rank, store):
+        x, _ = data()
+        model = torch.nn.parallel.DistributedDataParallel(entropy_model())
+        values = entropy_step(model, x[shard_of(rank)].double())
+        torch.save((values, [p.grad for p in model.parameters()]), os.path.join(out, f"entropy{rank}.pt"))
+
+
+def test_ddp_binary_entropy_is_the_full_batch_entropy(tmp_path):
+    mp.spawn(entropy_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=True)
+    model, (x, _) = entropy_model(), data()
+    per_sample, codebook = entropy_step(model, x.double())
+    ranks = [torch.load(tmp_path / f"entropy{r}.pt") for r in range(WORLD)]
+    for (rank_per_sample, rank_codebook), grads in ranks:
+        torch.testing.assert_close(rank_codebook, codebook, rtol=1e-12, atol=0)
+        for grad, full in zip(grads, model.parameters()):
+            torch.testing.assert_close(grad, full.grad, rtol=1e-10, atol=1e-13)
+    # per_sample is each rank's own mean; equal shards average to the full batch's.
+    torch.testing.assert_close(sum(r[0][0] for r in ranks) / WORLD, per_sample, rtol=1e-12, atol=0)

@@ -22,6 +22,7 @@ WITH_ARITHMETIC = [
     "csrc/cpu/noise.h", "csrc/cpu/panels.h", "csrc/cpu/prepared_codebook.h", "csrc/cpu/tiles.h", "csrc/cpu/vq_cpu.cpp",
     "bitcodes_ext/bits.py", "bitcodes_ext/functional.py", "bitcodes_ext/layers.py", "bitcodes_ext/ops.py",
     "bitcodes_ext/quantizer.py", "bitcodes_ext/reference.py", "bitcodes_ext/_validate.py",
+    "bitcodes_ext/code_tables.py", "bitcodes_ext/entropy.py", "bitcodes_ext/lookup_free.py",
     "csrc/cuda/bitcodes_kernels.cuh", "csrc/cuda/overlapped_sum.cuh",
 ]
 

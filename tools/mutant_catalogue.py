@@ -34,6 +34,7 @@ COVERS = (
     "quantizer state",
     "bad input",
     "package compatibility",
+    "binary entropy",
 )
 
 
@@ -63,6 +64,8 @@ VQ = "tests/test_vq.py"
 CUDA_BITCODES = "tests/test_cuda_bitcodes.py"
 CUDA_VQ = "tests/test_cuda_vq.py"
 CUDA_TILES = "tests/test_cuda_tiles.py"
+ENTROPY = "tests/test_binary_entropy.py"
+LFQ = "tests/test_lookup_free.py"
 
 MUTANTS = (
     # ---- csrc/cpu/microkernels.h: threshold, straight-through terms, projections, sums ----
@@ -436,5 +439,69 @@ MUTANTS = (
         "vq ties and exact distance",
         "route 1's argmin trusts the GEMM's rounding: an equal code in a differently rounded column wins",
         (f"{CUDA_VQ}::test_equal_codes_tie_to_the_lowest_index_however_the_gemm_rounds",),
+    ),
+    # ---- the binary family: binary_entropy's tables, chunks and collective; LFQ/BSQ; bit_logits ----
+    Mutant(
+        "entropy-half-split", "bitcodes_ext/code_tables.py",
+        "lo = build_table(one[:, self.high :], zero[:, self.high :]",
+        "lo = build_table(one[:, self.low :], zero[:, self.low :]",
+        "binary entropy", "for an odd number of bits the low table is built from the wrong bits (and left half unwritten)",
+        (f"{ENTROPY}::test_values_and_gradients_equal_the_enumeration",),
+    ),
+    Mutant(
+        "entropy-chunk-rows", "bitcodes_ext/code_tables.py",
+        "            row += rows\n", "            row = rows\n",
+        "binary entropy", "the backward writes the third and later chunks' gradients over the second's rows",
+        (f"{ENTROPY}::test_chunks_cover_every_token_once",),
+    ),
+    Mutant(
+        "entropy-zero-usage", "bitcodes_ext/entropy.py",
+        "-(p * torch.where(p > 0, p, torch.ones_like(p)).log()).sum()", "-(p * p.log()).sum()",
+        "binary entropy", "a code with a = 0 gives 0 * log 0 = NaN instead of contributing nothing",
+        (f"{ENTROPY}::test_saturated_logits_give_finite_values_and_gradients",), quick=True,
+    ),
+    Mutant(
+        "entropy-bit-order", "bitcodes_ext/code_tables.py",
+        "shifts = torch.arange(bits - 1, -1, -1, device=like.device)", "shifts = torch.arange(bits, device=like.device)",
+        "binary entropy", "the backward reads each table index's bits LSB first while the tables are MSB first",
+        (f"{ENTROPY}::test_values_and_gradients_equal_the_enumeration",),
+    ),
+    Mutant(
+        "entropy-per-bit", "bitcodes_ext/entropy.py",
+        "return F.softplus(-m) + m * torch.sigmoid(-m)", "return F.softplus(-m) + m * torch.sigmoid(m)",
+        "binary entropy", "the per-sample entropy of a bit takes sigmoid(|l|) for sigmoid(-|l|)",
+        (f"{ENTROPY}::test_values_and_gradients_equal_the_enumeration",),
+    ),
+    Mutant(
+        "entropy-ddp-plain-all-reduce", "bitcodes_ext/entropy.py",
+        "    return all_reduce(sums), count", "    dist.all_reduce(sums.detach())\n    return sums, count",
+        "binary entropy", "a plain all_reduce: each rank's gradient is only its own share of the global entropy's",
+        ("tests/test_distributed.py::test_ddp_binary_entropy_is_the_full_batch_entropy",),
+    ),
+    Mutant(
+        "lfq-temperature", "bitcodes_ext/lookup_free.py",
+        "logits = (4 * self.inv_temperature * self.code_value) * z",
+        "logits = (2 * self.inv_temperature * self.code_value) * z",
+        "binary entropy", "LFQ's bit logits at half the softmax's temperature factor",
+        (f"{LFQ}::test_training_loss_is_the_exact_entropy_of_the_codebook_softmax",), quick=True,
+    ),
+    Mutant(
+        "lfq-spherical-value", "bitcodes_ext/lookup_free.py",
+        "return self.codebook_scale / math.sqrt(self.num_bits) if self.spherical else self.codebook_scale",
+        "return self.codebook_scale",
+        "binary entropy", "BSQ's quantized vectors are not normalised: entries +-scale instead of +-scale / sqrt(B)",
+        (f"{LFQ}::test_eval_equals_the_peer",),
+    ),
+    Mutant(
+        "lfq-straight-through", "bitcodes_ext/lookup_free.py",
+        "out = q + (z - z.detach()) if self.training else q", "out = q + 0.5 * (z - z.detach()) if self.training else q",
+        "binary entropy", "LFQ's straight-through gradient is halved",
+        (f"{LFQ}::test_straight_through_gradient_reaches_x_unchanged",),
+    ),
+    Mutant(
+        "bit-logits-temperature", "bitcodes_ext/layers.py",
+        "self.metric) / self.temperature", "self.metric) * self.temperature",
+        "binary entropy", "Bitcodes.bit_logits multiplies by the temperature instead of dividing",
+        ("tests/test_bit_logits.py::test_values_are_the_margin_over_the_temperature",),
     ),
 )
