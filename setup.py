@@ -160,7 +160,9 @@ def schema_extension():
     """bitcodes_ext._C: the schemas, the CPU probe and, where they can be built, the CUDA kernels."""
     sources = ["csrc/bitcodes.cpp", "csrc/python_module.cpp"]
     sanitize = _sanitizer_flags()
-    cxx = ["-O3"] + sanitize
+    # Recorded in the module (backend_info()["built_with_torch"]): a build carried to another
+    # machine (the GPU checklist) is used only where that machine's torch is this one.
+    cxx = ["-O3", f'-DBITCODES_TORCH_VERSION="{torch.__version__}"'] + sanitize
     if not _want_cuda():
         return CppExtension("bitcodes_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=sanitize)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from bitcodes_pytorch import Bitcodes as PackageBitcodes  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))  # the oracle
 import harness  # noqa: E402
 import results  # noqa: E402
 
@@ -109,11 +110,11 @@ def make_step(backend, features, num_bits, training, device, dtype, x, route=Non
     package = PackageBitcodes(features, num_bits, 1.0).to(device).train(training)
     if backend in ("reference", "compile"):
         module = torch.compile(package) if backend == "compile" else package
-        # The package keeps float32 weights; low precision runs it the way a user would, under autocast.
+        # The package keeps float32 weights; low precision runs it the way a user would, under
+        # autocast, on the bf16/fp16 activations a low-precision model hands it.
         autocast = dtype in (torch.bfloat16, torch.float16)
-        module_dtype = torch.float32 if autocast else dtype
-        module.to(module_dtype)
-        inputs = x.to(module_dtype)
+        module.to(torch.float32 if autocast else dtype)
+        inputs = x.to(dtype)
     else:
         module = Bitcodes(features, num_bits, 1.0, backend="torch" if backend == "two-gemm" else "native")
         module = module.to(device).train(training)
@@ -147,6 +148,30 @@ def make_step(backend, features, num_bits, training, device, dtype, x, route=Non
             del os.environ["BITCODES_CUDA_ROUTE"]
 
     return step if route is None else routed_step
+
+
+def check_against_float64(device, dtype, tokens, features, num_bits, route):
+    """None if our eval forward (on `route`, or the ops' own choice) at this size gives the float64
+    oracle's bits, except at certified near-ties, and y within the rounding bound of the sum of
+    the chosen codes; else what is wrong. Checked before anything of ours is timed there."""
+    from oracle import acc_dtype, assert_within, certify_bits, sum_bound
+
+    generator = torch.Generator(device).manual_seed(2)
+    x = torch.randn(tokens, features, generator=generator, device=device).to(dtype)
+    codebook = torch.randn(2 * num_bits, features, generator=generator, device=device).to(dtype)
+    if route is not None:
+        os.environ["BITCODES_CUDA_ROUTE"] = route
+    try:
+        y, bits = bitcodes_ext.functional.bitcodes(x, codebook, training=False, backend="native")
+    finally:
+        os.environ.pop("BITCODES_CUDA_ROUTE", None)
+    try:
+        certify_bits(bits, x, codebook, accumulated_in=acc_dtype(dtype))
+        expected = bitcodes_ext.reference.decode(bits, codebook.double())
+        assert_within(y, expected, sum_bound(bits, codebook, acc_dtype(dtype)), dtype)
+    except AssertionError as error:
+        return str(error) or "outside the bounds"
+    return None
 
 
 def sizes_for(device, args):
@@ -225,6 +250,7 @@ def bench_device(device, args, impls, emulated, deadline, save):
         not_run=[],
         skipped=[],
         errors=[],
+        wrong=[],
         complete=False,
     )
     print(results.header_lines(meta), flush=True)
@@ -238,20 +264,21 @@ def bench_device(device, args, impls, emulated, deadline, save):
                 meta["not_run"] = meta["planned"][index:]
                 print(f"time budget spent: {len(meta['not_run'])} configurations not run", flush=True)
                 break
-            started = time.monotonic()
+            started, compile_s = time.monotonic(), 0.0
             try:
-                config_rows = bench_config(device, args, impls, meta, training, tokens, features, num_bits, progress)
+                config_rows, compile_s = bench_config(device, args, impls, meta, training, tokens, features, num_bits, progress)
             except Exception as error:  # e.g. out of memory: keep going, and fail the run at the end
                 meta["errors"].append(f"{mode} {config}: {type(error).__name__}: {error}")
                 print(f"error: {meta['errors'][-1]}", flush=True)
                 config_rows = []
-            longest = max(longest, time.monotonic() - started)
+            # A compilation happens once per size: the next configurations do not repeat it.
+            longest = max(longest, time.monotonic() - started - compile_s)
             rows += config_rows
             for r in config_rows:
                 print(results.row_line(r), flush=True)
             print(flush=True)
             save(meta, rows)
-    meta["complete"] = not meta["not_run"] and not meta["errors"]
+    meta["complete"] = not meta["not_run"] and not meta["errors"] and not meta["wrong"]
     return meta, rows
 
 
@@ -259,13 +286,22 @@ def bench_config(device, args, impls, meta, training, tokens, features, num_bits
     dtype = DTYPES[args.dtype]
     mode, config = ("train" if training else "eval"), f"{tokens}x{features}x{num_bits}"
     x = torch.randn(1, tokens, features, device=device)
-    steps = {}
+    steps, compile_s = {}, 0.0
     for name, backend, route in impls:
         if backend == "compile" and not compiles_at(args, training, (tokens, features, num_bits)):
             continue
+        if backend == "ours":
+            wrong = check_against_float64(device, dtype, tokens, features, num_bits, route)
+            if wrong is not None:  # a wrong result is reported, never timed
+                meta["wrong"].append(f"{name} {mode} {config}: {wrong}")
+                print(f"WRONG: {meta['wrong'][-1]}", flush=True)
+                continue
         step = make_step(backend, features, num_bits, training, device, dtype, x, route)
+        started = time.monotonic()
         try:
             step()  # the warm-up; for torch.compile, the compilation
+            if backend == "compile":
+                compile_s += time.monotonic() - started
         except Exception as error:
             line = f"{name} {mode} {config}: {type(error).__name__}: {error}"
             if backend in ("reference", "compile"):  # the package's limits (its eval runs in float32 only)
@@ -282,10 +318,11 @@ def bench_config(device, args, impls, meta, training, tokens, features, num_bits
     del steps, x
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return [
+    rows = [
         results.row(mode, tokens, features, num_bits, name, rounds, effective, roofline, out_floor, floor_bytes, bandwidth)
         for name in rounds
     ]
+    return rows, compile_s
 
 
 def main():
@@ -351,11 +388,11 @@ def main():
             device, args, plans[name], emulated[name], deadline, lambda meta, rows: results.save(meta, rows, stem(meta), png=False)
         )
         print(results.text_table(meta, rows))
-        for line in meta["skipped"] + [f"error: {e}" for e in meta["errors"]]:
+        for line in meta["skipped"] + [f"error: {e}" for e in meta["errors"]] + [f"WRONG: {w}" for w in meta["wrong"]]:
             print(line)
         for path in results.save(meta, rows, stem(meta), png=not args.no_plot and bool(rows)):
             print(f"wrote {path}")
-        failed |= bool(meta["errors"]) or not rows
+        failed |= bool(meta["errors"]) or bool(meta["wrong"]) or not rows
         partial |= bool(meta["not_run"])
     # 2: everything measured ran, but the time budget left configurations out.
     return 1 if failed else 2 if partial else 0

@@ -37,6 +37,8 @@ BUILT_CPU_CAPABILITIES = tuple(c for c in CAPABILITIES if importlib.util.find_sp
 SUPPORTED_CPU_CAPABILITIES = tuple(_C.supported_cpu_capabilities()) if _C is not None else None
 # The GPU architectures the CUDA kernels were built for ("8.0,9.0+PTX"), None without them.
 COMPILED_CUDA_ARCHS = getattr(_C, "cuda_archs", None)
+# torch.__version__ of the build: a build only loads reliably under that torch.
+BUILT_WITH_TORCH = getattr(_C, "torch_version", None)
 
 
 def _requested_capability():

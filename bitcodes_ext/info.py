@@ -11,7 +11,8 @@ def backend_info() -> dict:
     cpu_capability: the instruction set of the CPU kernels loaded (DEFAULT, AVX2, AVX512; None
     without CPU kernels); cpu_capabilities_built: those this installation compiled;
     cpu_capabilities_supported: those this CPU can run (None where the probe could not load);
-    cuda_archs: the GPU architectures the CUDA kernels were built for ("8.0,9.0+PTX"), or None.
+    cuda_archs: the GPU architectures the CUDA kernels were built for ("8.0,9.0+PTX"), or None;
+    built_with_torch: the torch version the extension was compiled against (None without it).
     """
     supported = _extension.SUPPORTED_CPU_CAPABILITIES
     return {
@@ -22,6 +23,7 @@ def backend_info() -> dict:
         "cpu_capabilities_supported": None if supported is None else list(supported),
         "cuda_archs": _extension.COMPILED_CUDA_ARCHS,
         "torch": torch.__version__,
+        "built_with_torch": _extension.BUILT_WITH_TORCH,
         "load_error": _extension.LOAD_ERROR or _extension.CPU_LOAD_ERROR,
     }
 

@@ -87,6 +87,11 @@ PYBIND11_MODULE(_C, m) {
         "The CPU capabilities this CPU can run, lowest first (DEFAULT on any CPU).");
   m.def("required_features", &required_features,
         "The CPU features each capability's build may use, as __builtin_cpu_supports names.");
+#ifdef BITCODES_TORCH_VERSION
+  m.attr("torch_version") = BITCODES_TORCH_VERSION;  // torch.__version__ of the build
+#else
+  m.attr("torch_version") = pybind11::none();
+#endif
 #ifdef BITCODES_CUDA_ARCHS
   m.attr("cuda_archs") = BITCODES_CUDA_ARCHS;  // TORCH_CUDA_ARCH_LIST of the build, ';' as ','
 #else

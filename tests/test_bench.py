@@ -118,6 +118,28 @@ def test_a_failure_of_ours_fails_the_run_and_keeps_the_other_configurations(nati
     assert {(r["features"], r["implementation"]) for r in rows} == {(8, "reference"), (8, "bitcodes_ext")}
 
 
+def test_a_wrong_result_of_ours_is_reported_and_not_timed(native, tmp_path, monkeypatch):
+    """Before timing, ours is checked against float64 at each configuration's size: a planted
+    flipped bit at 16 features is caught there, and that implementation is never timed."""
+    monkeypatch.setattr(sys, "argv", bench(tmp_path, "--sizes", "64x8x2,64x16x3", "--backends", "reference,ours", "--min-run-time", "0.01")[1:])
+    bitcodes = bench_bitcodes.bitcodes_ext.functional.bitcodes
+
+    def flips_a_bit_at_16_features(x, codebook, **kwargs):
+        y, bits = bitcodes(x, codebook, **kwargs)
+        if x.shape[-1] == 16:
+            bits = bits.clone()
+            bits.view(-1)[0] ^= 1
+        return y, bits
+
+    monkeypatch.setattr(bench_bitcodes.bitcodes_ext.functional, "bitcodes", flips_a_bit_at_16_features)
+    assert bench_bitcodes.main() == 1
+    (path,) = tmp_path.glob("cpu-*.json")
+    meta, rows = results.load(path)
+    assert len(meta["wrong"]) == 2 and all("bits differ from the float64 oracle" in w for w in meta["wrong"])
+    assert not meta["complete"] and not meta["errors"]
+    assert {(r["features"], r["implementation"]) for r in rows} == {(8, "reference"), (8, "bitcodes_ext"), (16, "reference")}
+
+
 def test_results_files_are_validated(tmp_path):
     path = tmp_path / "not-results.json"
     path.write_text(json.dumps([1, 2]))

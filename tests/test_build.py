@@ -35,6 +35,7 @@ def test_backend_info_reports_the_build():
         assert info["cuda_kernels"], f"CI built no CUDA kernels: {info['load_error']}"
     if info["cpu_kernels"]:
         assert info["load_error"] is None
+        assert info["built_with_torch"] == torch.__version__  # what a carried build is checked by
         assert info["cpu_capability"] in info["cpu_capabilities_built"]
         assert info["cpu_capability"] in info["cpu_capabilities_supported"]
     else:

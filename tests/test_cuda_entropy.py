@@ -19,10 +19,12 @@ def ieee_float32():
 
 
 @pytest.mark.parametrize("group_size", [None, 5])
-def test_sixteen_bits_equal_the_float64_enumeration(cuda, ieee_float32, group_size):
-    # 40000 tokens: more than one chunk of the CUDA tables at 16 bits (32768 tokens), the last partial.
-    logits64 = torch.randn(40000, 16, dtype=torch.float64) * 2
-    assert code_tables.chunk_tokens(16, torch.device("cuda")) < 40000
+def test_sixteen_bits_equal_float64_on_the_cpu(cuda, ieee_float32, group_size, monkeypatch):
+    # Chunks of 2048 tokens (tables of 2 x 256 entries each): two whole chunks and a partial one.
+    for device_type in ("cpu", "cuda"):  # the emulator's "cuda" tensors are on the CPU
+        monkeypatch.setitem(code_tables.CHUNK_TABLE_ENTRIES, device_type, 2048 * 512)
+    logits64 = torch.randn(5000, 16, dtype=torch.float64) * 2
+    assert code_tables.chunk_tokens(16, cuda) == 2048
     logits = logits64.float().to(cuda).requires_grad_()
     per_sample, codebook = binary_entropy(logits, group_size)
     (per_sample - codebook).backward()

@@ -30,7 +30,7 @@ def run_session(tmp_path, *args, **env):
         capture_output=True, text=True, timeout=900,
     )
     summary = (out / "summary.txt").read_text()
-    steps = dict(re.findall(r"^(setup|env|build|emulator|kernels|tests|bench|vq) +(.*)$", summary, re.M))
+    steps = dict(re.findall(r"^(setup|env|build|emulator|kernels|smoke-\w+|tests|vq|bench) +(.*)$", summary, re.M))
     return done, out, summary, steps, time.monotonic() - started
 
 
@@ -47,18 +47,24 @@ def assert_device_can_return(out):
 def test_dry_run_passes_and_fits_what_the_device_returns(tmp_path):
     done, out, summary, steps, _ = run_session(tmp_path)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
-    assert list(steps) == ["setup", "env", "build", "emulator", "kernels", "tests", "bench", "vq"], summary
-    assert all(status.startswith("ok in") for status in steps.values()), summary
-    assert "result: every step passed" in summary
+    assert list(steps) == ["setup", "env", "build", "emulator", "kernels", "smoke-cores", "smoke-gemm", "smoke-mma",
+                           "smoke-entropy", "tests", "vq", "bench"], summary
+    assert all(status.startswith("passed in") for status in steps.values()), summary
+    assert "result: passed, every step" in summary
+    planned = int(re.search(r"^plan: the steps' maxima sum to (\d+)s \(at most 480s\)$", summary, re.M).group(1))
+    assert planned <= 480, summary
     assert_device_can_return(out)
     # The reference came from the carried wheels, not from this machine's environment.
     assert re.search(r"bitcodes_pytorch +\S+/site/bitcodes_pytorch/", summary), summary
     log = (out / "session.log").read_text()
     assert re.search(r"\d+ passed", log) and not re.search(r"\d+ failed", log)
+    # Each smoke ran tests of its own route (and mma's and the entropy's files) against the oracle.
+    for route in ("cores", "gemm"):
+        assert re.search(rf"test_eval_matches_oracle\[{route}-130-33-13", log) or re.search(r"smoke-" + route + r" +passed", log)
 
     (bench_file,) = out.glob("cpu-*-bfloat16-emulated.json")
     meta, rows = results.load(bench_file)
-    assert meta["complete"] and meta["cuda_emulator"] and not meta["errors"] and not meta["not_run"]
+    assert meta["complete"] and meta["cuda_emulator"] and not meta["errors"] and not meta["not_run"] and not meta["wrong"]
     assert {"device", "torch", "date"} <= meta.keys()
     routes = [f"bitcodes_ext[{route}]" for route in harness.cuda_routes()]
     for mode, tokens, features, num_bits in meta["planned"]:
@@ -89,9 +95,9 @@ def test_a_failing_step_fails_the_run_and_the_later_steps_still_run(tmp_path):
     planted.write_text("def test_planted_failure():\n    assert 1 == 2\n")
     done, out, summary, steps, _ = run_session(tmp_path, "--steps", "tests,vq", GPU_SESSION_TESTS=str(planted))
     assert done.returncode == 1, summary
-    assert steps["tests"].startswith("FAILED (exit 1)"), summary
-    assert steps["vq"].startswith("ok"), summary
-    assert "result: FAILED (tests)" in summary
+    assert steps["tests"].startswith("failed (exit 1)"), summary
+    assert steps["vq"].startswith("passed"), summary
+    assert "result: failed (tests)" in summary
     assert "test_planted_failure" in (out / "session.log").read_text()
 
 
@@ -103,7 +109,7 @@ def test_the_budget_stops_an_overrunning_step_and_skips_what_does_not_fit(tmp_pa
         tmp_path, "--steps", "tests,bench,vq", GPU_SESSION_TESTS=str(planted), GPU_SESSION_BUDGET_S=str(budget)
     )
     assert done.returncode == 1, summary
-    assert steps["tests"].startswith("TIMED OUT"), summary
+    assert steps["tests"].startswith("failed: stopped at its"), summary
     assert steps["bench"].startswith("skipped:") and steps["vq"].startswith("skipped:"), summary
     assert seconds < budget + 5, f"the session took {seconds:.0f}s of a {budget}s budget"
     assert_device_can_return(out)
@@ -113,3 +119,13 @@ def test_the_budget_stops_an_overrunning_step_and_skips_what_does_not_fit(tmp_pa
 def test_unknown_arguments_are_refused(tmp_path, bad):
     done = subprocess.run(["bash", str(SCRIPT), "--steps", bad], capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path)})
     assert done.returncode == 2 and "unknown step" in done.stderr
+
+
+def test_a_benchmark_stopped_by_its_budget_is_partial(tmp_path):
+    done, out, summary, steps, _ = run_session(tmp_path, "--steps", "bench", GPU_SESSION_BENCH_BUDGET_S="20")
+    assert done.returncode == 2, summary
+    assert steps["bench"].startswith("partial (exit 2)"), summary
+    assert "result: partial (bench)" in summary
+    (bench_file,) = out.glob("cpu-*-bfloat16-emulated.json")
+    meta, rows = results.load(bench_file)
+    assert rows and meta["not_run"] and not meta["complete"]

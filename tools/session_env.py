@@ -4,8 +4,9 @@
         the interpreter, torch, the GPU (required with --gpu), and the Python packages: exits 1
         if a required one is missing, or if the carried wheels' packages do not come from DIR
     python tools/session_env.py kernels (--cuda | --emulator LIBRARY) [--report FILE]
-        bitcodes_ext's build: exits 1 unless it has CUDA kernels (--cuda) or CPU kernels and a
-        CUDA emulator library that loads (--emulator)
+        bitcodes_ext's build: exits 1 unless it has CUDA kernels compiled against this torch with
+        machine code for this GPU (--cuda), or CPU kernels and a CUDA emulator library that
+        loads (--emulator)
 
 Each prints what it found; --report appends the same lines to FILE (the session's summary).
 """
@@ -19,12 +20,15 @@ import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Module: what needs it. The carried wheels (tools/wheels) must provide the first two.
 CARRIED = {"bitcodes_pytorch": "the reference (tests and benchmark)", "einops": "bitcodes_pytorch"}
 REQUIRED = {"torch": "everything", "numpy": "torch.utils.benchmark", "pytest": "the tests", **CARRIED}
 # Missing ones change what runs, not whether it can: the script looks for them itself.
+MIN_FREE_DISK_GIB = 5
+MIN_FREE_GPU_GIB = 60  # bench_bitcodes at 2^20 x 1024 and bench_vq's largest size, with room
 OPTIONAL = {
     "xdist": "pytest -n (the tests run serially without it)",
     "pytest_timeout": "pytest --timeout (a hung test then waits for the step's time limit)",
@@ -50,9 +54,21 @@ def packages(args, say):
     version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1] if nvcc else "none"
     say(f"nvcc: {nvcc or 'not found'} ({version})")
     failed = []
+    headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    say(f"Python.h: {headers if os.path.exists(headers) else 'MISSING (a build here would fail)'}")
+    pip = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True)
+    say(f"pip: {pip.stdout.strip() if pip.returncode == 0 else 'MISSING (the carried wheels cannot be installed)'}")
+    free_disk = shutil.disk_usage(ROOT).free / 2**30
+    say(f"free disk: {free_disk:.0f} GiB at {ROOT}")
+    if free_disk < MIN_FREE_DISK_GIB:
+        failed.append(f"{MIN_FREE_DISK_GIB} GiB of free disk (a build and the benchmarks' files)")
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         say(f"GPU: {props.name}, sm_{props.major}{props.minor}, {props.total_memory / 2**30:.0f} GiB, {torch.cuda.device_count()} visible")
+        free_gpu = torch.cuda.mem_get_info()[0] / 2**30
+        say(f"free GPU memory: {free_gpu:.0f} GiB")
+        if free_gpu < MIN_FREE_GPU_GIB:
+            failed.append(f"{MIN_FREE_GPU_GIB} GiB of free GPU memory (the largest benchmark sizes; another process holds it)")
     else:
         say("GPU: none visible")
         if args.gpu:
@@ -75,8 +91,16 @@ def kernels(args, say):
     say(f"bitcodes_ext from {os.path.dirname(bitcodes_ext.__file__)}: {info}")
     failed = []
     if args.cuda:
+        import torch
+
         if not info["cuda_kernels"]:
             failed.append(f"CUDA kernels ({info['load_error'] or 'built without them'})")
+        if info["built_with_torch"] != torch.__version__:
+            failed.append(f"a build against this torch {torch.__version__} (it was built against {info['built_with_torch']})")
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability()
+            if f"{major}.{minor}" not in (info["cuda_archs"] or "").replace("+PTX", "").split(","):
+                failed.append(f"machine code for sm_{major}{minor} (the build has {info['cuda_archs']})")
         cuobjdump = shutil.which("cuobjdump")
         if cuobjdump is None:
             say("cuobjdump not found: which GPUs the build holds machine code for is not listed")

@@ -124,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_y_in, con
                                                 double temperature, bool euclidean) {
   constexpr const char* op = "bitcodes_ext::backward";
   check_backward(grad_y_in, x_in, codebook, z_in, temperature, op);
-  const int64_t B = codebook.size(0) / 2, D = codebook.size(1);
+  const int64_t D = codebook.size(1);
   const auto acc_type = at::toOpMathType(x_in.scalar_type());
 
   const auto x = x_in.contiguous(), grad_y = grad_y_in.contiguous(), z = z_in.contiguous();
