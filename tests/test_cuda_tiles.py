@@ -4,6 +4,13 @@ counts that are not whole vectors or tiles, misaligned inputs (the 16-byte loads
 scalar ones), the fused forward against the split one, and the training noise against an
 independent Philox. Skipped without a GPU; run on the CUDA emulator in CI, which aborts on a
 misaligned vector access as a GPU would fault (tools/cuda_emulator/build.py).
+
+Every test here runs on route cores (BITCODES_CUDA_ROUTE=cores), whose tiles these are. Left to
+choose, the ops send bf16 and some float32 problems to route gemm, whose cuBLAS GEMMs pick
+their kernels by the number of rows and by the inputs' alignment, so the padded batch of the
+fused path and a misaligned copy legitimately round differently there (seen on an H200,
+2026-12-04); route gemm is held to the float64 oracle instead (test_cuda_bitcodes.py,
+test_cuda_routes.py).
 """
 
 import os
@@ -28,6 +35,11 @@ from oracle import (
 
 ops = torch.ops.bitcodes_ext
 EMULATED = bool(os.environ.get("BITCODES_CUDA_EMULATOR"))
+
+
+@pytest.fixture(autouse=True)
+def _route_cores(monkeypatch):
+    monkeypatch.setenv("BITCODES_CUDA_ROUTE", "cores")
 
 # Around each column width: 1 bit, one short of a tile, a whole tile, one past it.
 WIDTHS = [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 129]
