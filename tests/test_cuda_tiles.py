@@ -150,7 +150,10 @@ def misaligned(t):
 @pytest.mark.parametrize("num_bits", [16, 32, 64])
 def test_misaligned_inputs_match_aligned(cuda, num_bits, dtype):
     # Rows of 64 features and 16-64 bits are whole 16-byte vectors, so only the base addresses
-    # (storage offset 1) stop the vector loads; the results must not change at all.
+    # (storage offset 1) stop the vector loads; what our kernels compute must not change at all.
+    # The codebook gradients' sum of g over tokens is ATen's reduction, whose order follows the
+    # input's alignment (on an H200, float32 grad_y.sum(0) differs by an ulp once misaligned):
+    # those two outputs are held to that sum's rounding bound instead.
     x, codebook = make(300, 64, num_bits, dtype)
     x, codebook = x.to(cuda), codebook.to(cuda)
     noise = torch.randn(300, num_bits, device=cuda, dtype=acc_dtype(dtype))
@@ -166,8 +169,13 @@ def test_misaligned_inputs_match_aligned(cuda, num_bits, dtype):
         outs += [*train, *ops.backward(gs, xs, cs, shift(train[2]), 0.5, True)]
         return outs + [ops.decode(bs, cs), ops.decode_backward(gs, bs, cs), *ops.vq(os_, cs)]
 
-    for a, b in zip(run(lambda t: t), run(misaligned)):
-        assert torch.equal(a, b)
+    aten_sum_bound = 2 * 300 * torch.finfo(acc_dtype(dtype)).eps * grad_y.double().abs().sum(0).max()
+    outputs = zip(run(lambda t: t), run(misaligned))
+    for index, (a, b) in enumerate(outputs):
+        if index in (7, 9):  # backward's dcodebook, decode_backward's: sum(g) - sum(bits g) for even codes
+            assert (a.double() - b.double()).abs().max() <= aten_sum_bound
+        else:
+            assert torch.equal(a, b), index
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
