@@ -58,18 +58,19 @@ inline bool supports(Route route, const Problem& problem, int major) {
   return false;
 }
 
-// Whether `auto` may choose a route for a problem.
+// Whether `auto` may choose a route for a problem. The evidence: the first GPU run (an H200,
+// 2026-12-04, benchmarks/results/gpu-session-2026-12-04/), where every route passed the CUDA
+// tests, and the #3 grid (2^20 tokens) timed per route in bf16 and float32.
 // - gemm: cuBLAS's GEMMs (the tensor cores the reference itself uses under autocast) and our
-//   epilogue kernels, plain CUDA C++ that the emulator runs as written: the baseline that
-//   cannot lose to the reference (issue 11), trusted from the start.
-// - cores: for float32 and float64, where the reference's GEMMs run on the CUDA cores too. Not
-//   for bf16/fp16: there the reference is on the tensor cores, and the cores route's edge over
-//   gemm at small B is a prediction for rewritten kernels that no GPU has timed; gemm takes
-//   them until a GPU run shows otherwise.
-// - mma: verified only on the CUDA emulator, which executes the instructions its wrappers stand
-//   for but never their inline PTX (operand order, constraints, address conversion): opt-in
-//   (BITCODES_CUDA_ROUTE=mma) until a GPU run passes tests/test_cuda_mma.py and the benchmark
-//   confirms the model; then set this to true.
+//   epilogue kernels: the baseline that cannot lose to the reference (issue 11). The measured
+//   times were 0.86-1.36x its model's.
+// - cores: for float32 and float64, where the reference's GEMMs run on the CUDA cores too; in
+//   float32 it beat gemm at every point of the grid (1.1-1.6x), as the model chose. Not for
+//   bf16/fp16: there it lost to gemm at every point, and ran 1.7-2.4x slower than its model.
+// - mma: correct on the GPU (tests/test_cuda_mma.py passed), but its eval forward ran 1.7-2.5x
+//   slower than its model: trusted, the model would have picked it at all six eval points of
+//   the grid and lost five of them to gemm (it won only at (256, 64): 1.09 vs 1.61 ms). Opt-in
+//   (BITCODES_CUDA_ROUTE=mma) until its model is refitted to those times.
 inline bool trusted_for_auto(Route route, const Problem& problem) {
   switch (route) {
     case Route::kGemm:
