@@ -57,9 +57,9 @@ emulate-cuda: install
 	BITCODES_CUDA_EMULATOR="$$($(PY) tools/cuda_emulator/build.py | tail -n 1)" \
 		$(PY) -m pytest -m "not real_gpu" tests/test_cuda_*.py
 
-# The capabilities this CPU supports, lowest first; fails where the CPU kernels did not load.
-CAPABILITIES = $(PY) -c "import bitcodes_ext; i = bitcodes_ext.backend_info(); \
-	assert i['cpu_kernels'], i['load_error']; print(*i['cpu_capabilities_supported'])"
+# The capabilities this CPU supports, lowest first, from the package's one probe; fails where
+# the CPU kernels did not load.
+CAPABILITIES = $(PY) tools/cpu_capabilities.py
 
 cpu-capabilities: install
 	set -e; capabilities="$$($(CAPABILITIES))"; best="$${capabilities##* }"; \
@@ -82,11 +82,11 @@ wheel-test: install
 SANITIZE_DIR := build/sanitize
 SOAK_TEST := tests/test_determinism.py::test_soak_10000_training_steps_without_memory_growth
 sanitize: install
-	set -e; capabilities="$$($(CAPABILITIES))"; best="$${capabilities##* }"; \
+	set -e; best="$$($(CAPABILITIES) --best)"; \
 	rm -rf $(SANITIZE_DIR) && mkdir -p $(SANITIZE_DIR); \
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(SANITIZE_DIR); \
 	cd $(SANITIZE_DIR); \
-	BITCODES_SANITIZE=1 BITCODES_CUDA=0 BITCODES_CPU_CAPABILITY=$$best $(PY) setup.py --quiet build_ext --inplace; \
+	BITCODES_SANITIZE=1 BITCODES_CUDA=0 BITCODES_BUILD_CPU_CAPABILITIES=$$best $(PY) setup.py --quiet build_ext --inplace; \
 	export LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)"; \
 	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
 	export BITCODES_CPU_CAPABILITY=$$best; \
@@ -107,8 +107,9 @@ bench: install
 	$(PY) benchmarks/bench_vq.py $(BENCH_ARGS)
 	$(PY) benchmarks/rate_distortion.py $(BENCH_ARGS)
 
-# The CPU ops as a plain C++ library against LibTorch (TORCH_CUDA_ARCH_LIST skips GPU probing).
-cmake: $(VENV)/.deps
+# The CPU ops as a plain C++ library against LibTorch, for this CPU's best capability (asked of
+# the package's probe, hence after install); TORCH_CUDA_ARCH_LIST skips GPU probing.
+cmake: install
 	TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-9.0}" cmake -S . -B build/cmake $$($(PY) tools/cmake_args.py)
 	cmake --build build/cmake -j2
 

@@ -12,8 +12,8 @@ requirement, since an isolated build would compile against a different torch tha
 that runs). The CUDA kernels need no GPU to build: a CUDA build of torch and a toolkit are enough.
 
 Environment:
-  BITCODES_CPU_CAPABILITY=avx2  build only these CPU capabilities (comma-separated, any case:
-                                default, avx2, avx512); default: all of them (x86-64)
+  BITCODES_BUILD_CPU_CAPABILITIES=avx2  build only these CPU capabilities (comma-separated, any
+                                case: default, avx2, avx512); default: all of them (x86-64)
   FORCE_CUDA=1                  fail the build, rather than skip the CUDA kernels, when no toolkit
                                 or no CUDA build of torch is found
   BITCODES_CUDA=0               skip the CUDA kernels even where they could be built
@@ -87,16 +87,16 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 def _cpu_capabilities():
-    """The CPU capabilities to build: BITCODES_CPU_CAPABILITY's, or all that this architecture has."""
+    """The CPU capabilities to build: BITCODES_BUILD_CPU_CAPABILITIES's, or all that this architecture has."""
     available = list(CPU_FLAGS) if X86 else ["DEFAULT"]
-    wanted = os.environ.get("BITCODES_CPU_CAPABILITY")
+    wanted = os.environ.get("BITCODES_BUILD_CPU_CAPABILITIES")
     if not wanted:
         return available
     chosen = [name.strip().upper() for name in wanted.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in available]
     if unknown or not chosen:
         sys.exit(
-            f"BITCODES_CPU_CAPABILITY={wanted!r}: expected a comma-separated list of "
+            f"BITCODES_BUILD_CPU_CAPABILITIES={wanted!r}: expected a comma-separated list of "
             f"{', '.join(name.lower() for name in available)} (this is {platform.machine()})"
         )
     return [name for name in available if name in chosen]
@@ -138,7 +138,7 @@ def _sanitizer_flags():
 def cpu_extension(capability):
     """csrc/cpu/ compiled for one capability, as bitcodes_ext._cpu_<capability>."""
     sanitize = _sanitizer_flags()
-    cxx = ["-O3", "-fopenmp", f'-DBITCODES_CPU_CAPABILITY="{capability}"'] + CPU_FLAGS[capability] + sanitize
+    cxx = ["-O3", "-fopenmp", f'-DBITCODES_MODULE_CPU_CAPABILITY="{capability}"'] + CPU_FLAGS[capability] + sanitize
     if capability != "DEFAULT":  # ATen's vectorized types for this capability, in their own namespace
         cxx += [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
     return CppExtension(

@@ -27,7 +27,7 @@ if CUDA_EMULATOR:
 
 # The CUDA routes (csrc/cuda/route.h) that every test of test_cuda_bitcodes.py and test_cuda_vq.py
 # runs on, each forced with BITCODES_CUDA_ROUTE (route mma has its own, tests/test_cuda_mma.py).
-# "gemm-chunked" is route 1 with chunks of 100 tokens (and vq tiles of 100 codes), so that small
+# "gemm-chunked" is route gemm with chunks of 100 tokens (and vq tiles of 100 codes), so that small
 # inputs cross chunks and end on a partial one.
 CUDA_ROUTES = {"cores": {}, "gemm": {}, "gemm-chunked": {"BITCODES_CUDA_CHUNK_TOKENS": "100"}}
 
@@ -53,6 +53,23 @@ def pytest_collection_modifyitems(config, items):
     outside = sorted({item.path.name for item in items if not item.path.name.startswith("test_cuda_")})
     if outside:
         raise pytest.UsageError(f"BITCODES_CUDA_EMULATOR replaces the CPU kernels; run only tests/test_cuda_*.py, not {outside}")
+
+
+def seed_cuda(seed):
+    """Reseeds the generator the CUDA ops draw training noise from: torch.cuda.manual_seed, or the
+    emulator's stand-in for it (offset back to 0)."""
+    if CUDA_EMULATOR:
+        torch.ops.bitcodes_emu.seed_cuda_generator(seed)
+    else:
+        torch.cuda.manual_seed(seed)
+
+
+def load_module(path, name):
+    """A script (an example, a benchmark) imported as a module, without running its main."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -9,9 +9,11 @@ import numpy as np
 import torch
 
 from bitcodes_ext import reference
+from bitcodes_ext._validate import FLOAT_DTYPES
 
-# Every floating dtype the ops accept.
-DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+# Every floating dtype the ops accept, and the 16-bit ones (route mma's, the emulator's mma.sync).
+DTYPES = list(FLOAT_DTYPES)
+LOW_PRECISION = [torch.bfloat16, torch.float16]
 
 # The dtype a kernel accumulates `dtype` inputs in: float64 for float64, float32 otherwise.
 acc_dtype = reference.compute_dtype
@@ -253,3 +255,4 @@ def vq_tie_case(num_observations, num_codes, features, dtype):
     near = near + torch.randint(-1, 2, near.shape)
     anywhere = torch.randint(-9, 10, (num_observations - len(near), features)).double()
     return torch.cat([near, anywhere]).to(dtype), codebook.to(dtype)
+

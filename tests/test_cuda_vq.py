@@ -95,7 +95,7 @@ def test_opcheck_and_compile(cuda):
 @pytest.mark.real_gpu
 def test_runs_where_n_times_k_does_not_fit(cuda):
     # 2^17 x 2^18 float32 distances would be 128 GiB, more than the GPU has; the op needs its
-    # outputs, the codebook's norms, and on route 1 a score tile within 32 MiB.
+    # outputs, the codebook's norms, and on route gemm a score tile within 32 MiB.
     observations = torch.randn(1 << 17, 16, device=cuda)
     codebook = torch.randn(1 << 18, 16, device=cuda)
     torch.cuda.synchronize()

@@ -36,7 +36,8 @@ SUPPORTED = bitcodes_ext.backend_info()["cpu_capabilities_supported"] or ["DEFAU
 
 def clean_env(**extra):
     """The environment of a user's shell: none of ours that changes a build or an import."""
-    env = {k: v for k, v in os.environ.items() if k not in ("BITCODES_CPU_CAPABILITY", "PYTHONPATH", "BITCODES_CUDA_EMULATOR")}
+    ours = ("BITCODES_CPU_CAPABILITY", "BITCODES_BUILD_CPU_CAPABILITIES", "PYTHONPATH", "BITCODES_CUDA_EMULATOR")
+    env = {k: v for k, v in os.environ.items() if k not in ours}
     return {**env, **extra}
 
 

@@ -411,30 +411,30 @@ MUTANTS = (
         "noise stream", "a float64 thread's second run of 2 bits draws the first two numbers of the Philox block again",
         (f"{CUDA_TILES}::test_drawn_noise_is_the_philox_stream",),
     ),
-    # route 1 (gemm): its epilogue kernels, between the ATen GEMMs
+    # route gemm: its epilogue kernels, between the ATen GEMMs
     Mutant(
         "gemm-threshold-tie", "csrc/cuda/gemm_epilogues.cuh",
         "const bool bit = z > acc_t(0);  // a tie", "const bool bit = z >= acc_t(0);  // a tie",
-        "ties", "route 1's threshold gives bit 1 at an exact-zero margin",
+        "ties", "route gemm's threshold gives bit 1 at an exact-zero margin",
         (f"{CUDA_BITCODES}::test_exact_zero_margins_give_bit_0",),
     ),
     Mutant(
         "gemm-r-lo-dropped", "csrc/cuda/gemm_epilogues.cuh",
         "const op_t lo = static_cast<op_t>(scaled - static_cast<acc_t>(hi));", "const op_t lo = static_cast<op_t>(0);",
-        "dtype conversion", "route 1's backward keeps only the bf16/fp16 high part of r (no hi/lo split)",
+        "dtype conversion", "route gemm's backward keeps only the bf16/fp16 high part of r (no hi/lo split)",
         (f"{CUDA_BITCODES}::test_backward_rounds_once",),
     ),
     Mutant(
         "gemm-vq-tie", "csrc/cuda/vq_epilogues.cuh",
         "if (sum < nearest) {", "if (sum <= nearest) {",
-        "vq ties and exact distance", "route 1's argmin sends equal distances to the highest code",
+        "vq ties and exact distance", "route gemm's argmin sends equal distances to the highest code",
         (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
     ),
     Mutant(
         "gemm-vq-margin", "csrc/cuda/vq_epilogues.cuh",
         "const double margin = 4 * unit * reach * reach;", "const double margin = 0 * unit * reach * reach;",
         "vq ties and exact distance",
-        "route 1's argmin trusts the GEMM's rounding: an equal code in a differently rounded column wins",
+        "route gemm's argmin trusts the GEMM's rounding: an equal code in a differently rounded column wins",
         (f"{CUDA_VQ}::test_equal_codes_tie_to_the_lowest_index_however_the_gemm_rounds",),
     ),
 )
