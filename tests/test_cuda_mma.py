@@ -20,6 +20,7 @@ from oracle import (
     assert_within,
     certify_bits,
     certify_codes,
+    check_vq_rule,
     close_tol,
     decode_oracle,
     exact_distances,
@@ -240,6 +241,13 @@ def test_vq_ties_across_tiles_and_nan(cuda, route):
     observations = torch.cat([codebook[3:4].float() + 1e-2, torch.full((1, 16), float("nan")), codebook[131:132].float()])
     codes, dist = vq(observations.to(torch.bfloat16).to(cuda), codebook.to(cuda))
     assert codes.tolist() == [3, 0, 3] and torch.isnan(dist[1]) and dist[2] == 0
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_vq_adversarial_ties_and_nan(cuda, route, dtype):
+    # The case of tests/test_vq.py's test_adversarial_ties_and_nan, on route mma (features % 8 == 0).
+    route("mma")
+    check_vq_rule(lambda o, c: vq(o.to(cuda), c.to(cuda), backend="native"), dtype)
 
 
 @pytest.mark.parametrize("dtype", LOW_PRECISION)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bitcodes_ext import VectorQuantizer, kmeans, vq
-from oracle import DTYPES, certify_codes, exact_distances, vq_tie_case
+from oracle import DTYPES, certify_codes, check_vq_rule, exact_distances, vq_tie_case
 
 pytestmark = pytest.mark.usefixtures("cuda_route")
 
@@ -71,6 +71,12 @@ def test_exact_ties_go_to_the_lowest_index(cuda, dtype):
     codes, dist = vq(observations.to(cuda), codebook.to(cuda), backend="native")
     assert torch.equal(codes.cpu(), d.argmin(1))  # argmin: the first of equal minima
     torch.testing.assert_close(dist.cpu(), d.min(1).values.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adversarial_ties_and_nan(cuda, dtype):
+    # The case of tests/test_vq.py's test of the same name, on each route (cuda_route).
+    check_vq_rule(lambda o, c: vq(o.to(cuda), c.to(cuda), backend="native"), dtype)
 
 
 @pytest.mark.real_gpu

@@ -175,19 +175,20 @@ MUTANTS = (
         "noise stream", "the numbers past the last whole vector of a tile are log(u), not logistic",
         (f"{KERNELS}::test_drawn_noise_depends_only_on_seed_token_and_bit",),
     ),
-    # ---- csrc/cpu/vq_cpu.cpp ----
+    # ---- csrc/vq_select.h: vq's selection rule, which every backend and route calls ----
     Mutant(
-        "vq-lane-tie", "csrc/cpu/vq_cpu.cpp",
-        "const V better = score < best;", "const V better = score <= best;",
-        "vq ties and exact distance", "equal distances within a SIMD lane go to the highest code",
+        "vq-select-equal-score", "csrc/vq_select.h",
+        "return score < best;", "return score <= best;",
+        "vq ties and exact distance", "among equal scores the later code wins (the CPU kernel: within and across lanes)",
         (f"{VQ}::test_exact_ties_go_to_the_lowest_index_across_lanes_and_tiles",), quick=True,
     ),
     Mutant(
-        "vq-cross-lane-tie", "csrc/cpu/vq_cpu.cpp",
-        "(score == best && code < k)", "(score == best && code > k)",
-        "vq ties and exact distance", "equal distances in different lanes go to the highest code",
-        (f"{VQ}::test_ties_go_to_the_lowest_index",),
+        "vq-select-tie-order", "csrc/vq_select.h",
+        "(code < best_code)", "(code > best_code)",
+        "vq ties and exact distance", "among equal scores the higher code wins where two are compared out of order",
+        (f"{VQ}::test_adversarial_ties_and_nan",),
     ),
+    # ---- csrc/cpu/vq_cpu.cpp ----
     Mutant(
         "vq-code-tile-offset", "csrc/cpu/vq_cpu.cpp",
         "lane_offsets + V(acc_t(k0 + k))", "lane_offsets + V(acc_t(k))",
@@ -388,8 +389,8 @@ MUTANTS = (
     ),
     Mutant(
         "cuda-vq-lane-tie", "csrc/cuda/vq_cuda.cu",
-        "if (score < best[m]) {", "if (score <= best[m]) {",
-        "vq ties and exact distance", "equal distances seen by one thread go to the highest code",
+        "if (vq_better_later_code(score, best[m])) {", "if (score <= best[m]) {",
+        "vq ties and exact distance", "route cores skips the shared rule: equal distances seen by one thread go to the highest code",
         (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
     ),
     Mutant(
@@ -426,8 +427,8 @@ MUTANTS = (
     ),
     Mutant(
         "gemm-vq-tie", "csrc/cuda/vq_epilogues.cuh",
-        "if (sum < nearest) {", "if (sum <= nearest) {",
-        "vq ties and exact distance", "route gemm's argmin sends equal distances to the highest code",
+        "if (vq_better(sum, c0 + c, nearest, nearest_code)) {", "if (sum <= nearest) {",
+        "vq ties and exact distance", "route gemm skips the shared rule: its argmin sends equal distances to the highest code",
         (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
     ),
     Mutant(
