@@ -11,15 +11,10 @@ must see it: `pip install --no-build-isolation .` (torch is deliberately not a b
 requirement, since an isolated build would compile against a different torch than the one
 that runs). The CUDA kernels need no GPU to build: a CUDA build of torch and a toolkit are enough.
 
-Environment:
-  BITCODES_CPU_CAPABILITY=avx2  build only these CPU capabilities (comma-separated, any case:
-                                default, avx2, avx512); default: all of them (x86-64)
-  FORCE_CUDA=1                  fail the build, rather than skip the CUDA kernels, when no toolkit
-                                or no CUDA build of torch is found
-  BITCODES_CUDA=0               skip the CUDA kernels even where they could be built
-  TORCH_CUDA_ARCH_LIST="8.0;9.0"  which GPUs to build for (also implies FORCE_CUDA); without it,
-                                the visible GPU's, or 8.0 and 9.0 (+PTX) where none is visible
-  BITCODES_SANITIZE=1           compile and link with -fsanitize=address,undefined (`make sanitize`)
+The build-time environment (BITCODES_BUILD_CPU_CAPABILITIES, FORCE_CUDA, BITCODES_CUDA,
+TORCH_CUDA_ARCH_LIST, BITCODES_SANITIZE) is described in docs/install.md. Each module's objects
+are kept in build/<module>/, so that a rebuild (an editable install, `make wheel-test`'s wheel)
+compiles only what changed: ninja compares each object's command line and inputs.
 """
 
 import glob
@@ -87,16 +82,16 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 def _cpu_capabilities():
-    """The CPU capabilities to build: BITCODES_CPU_CAPABILITY's, or all that this architecture has."""
+    """The CPU capabilities to build: BITCODES_BUILD_CPU_CAPABILITIES's, or all that this architecture has."""
     available = list(CPU_FLAGS) if X86 else ["DEFAULT"]
-    wanted = os.environ.get("BITCODES_CPU_CAPABILITY")
+    wanted = os.environ.get("BITCODES_BUILD_CPU_CAPABILITIES")
     if not wanted:
         return available
     chosen = [name.strip().upper() for name in wanted.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in available]
     if unknown or not chosen:
         sys.exit(
-            f"BITCODES_CPU_CAPABILITY={wanted!r}: expected a comma-separated list of "
+            f"BITCODES_BUILD_CPU_CAPABILITIES={wanted!r}: expected a comma-separated list of "
             f"{', '.join(name.lower() for name in available)} (this is {platform.machine()})"
         )
     return [name for name in available if name in chosen]
@@ -138,7 +133,7 @@ def _sanitizer_flags():
 def cpu_extension(capability):
     """csrc/cpu/ compiled for one capability, as bitcodes_ext._cpu_<capability>."""
     sanitize = _sanitizer_flags()
-    cxx = ["-O3", "-fopenmp", f'-DBITCODES_CPU_CAPABILITY="{capability}"'] + CPU_FLAGS[capability] + sanitize
+    cxx = ["-O3", "-fopenmp", f'-DBITCODES_MODULE_CPU_CAPABILITY="{capability}"'] + CPU_FLAGS[capability] + sanitize
     if capability != "DEFAULT":  # ATen's vectorized types for this capability, in their own namespace
         cxx += [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
     return CppExtension(
@@ -182,9 +177,11 @@ def schema_extension():
 
 
 class BuildPerExtension(BuildExtension):
-    """Each extension in its own build_temp: the CPU modules compile the same sources, which
-    would otherwise land on the same object paths. One extension at a time for that reason
-    (ninja still compiles each extension's sources in parallel)."""
+    """Each extension in its own build directory, build/<module>/ of this tree: the CPU modules
+    compile the same sources, which would otherwise land on the same object paths, and a
+    directory that outlives the build (pip's editable install would use a temporary one) lets
+    the next build reuse every object that is still current. One extension at a time (ninja
+    still compiles each extension's sources in parallel)."""
 
     def finalize_options(self):
         super().finalize_options()
@@ -192,7 +189,7 @@ class BuildPerExtension(BuildExtension):
 
     def build_extension(self, ext):
         shared_temp = self.build_temp
-        self.build_temp = os.path.join(shared_temp, ext.name)
+        self.build_temp = os.path.join(ROOT, "build", ext.name)
         try:
             super().build_extension(ext)
         finally:

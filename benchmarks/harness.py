@@ -2,9 +2,7 @@
 
 import logging
 import os
-import pathlib
 import platform
-import re
 import time
 
 import torch
@@ -40,22 +38,12 @@ def interleaved_samples(fns, device, *, rounds=3, min_run_time=0.5, progress=Non
     return samples
 
 
-ROUTE_HEADER = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "route.h"
+def cuda_routes():
+    """The route names BITCODES_CUDA_ROUTE accepts (bitcodes_ext.info.cuda_routes(), from
+    csrc/cuda/route.h): a route added there is benchmarked without editing this."""
+    from bitcodes_ext import info
 
-
-def cuda_routes(header=ROUTE_HEADER):
-    """The route names BITCODES_CUDA_ROUTE accepts, read from route_name() in csrc/cuda/route.h,
-    the one place that declares them: a route added there is benchmarked without editing this."""
-    text = pathlib.Path(header).read_text()
-    enum = re.search(r"enum class Route\s*\{([^}]*)\}", text)
-    body = re.search(r"route_name\(Route route\)\s*\{(.*?)\n\}", text, re.S)
-    if enum is None or body is None:
-        raise RuntimeError(f"{header}: no `enum class Route` or route_name(Route route) to read the routes from")
-    members = [m.strip() for m in enum.group(1).split(",") if m.strip()]
-    names = re.findall(r'return "([A-Za-z0-9_]+)";', body.group(1))
-    if not names or len(names) != len(members):
-        raise RuntimeError(f"{header}: route_name() names {names} for the {len(members)} routes {members}")
-    return names
+    return list(info.cuda_routes())
 
 
 def gemm_peak_gflops(device, dtype=torch.float32, n=None, samples=3):

@@ -351,7 +351,7 @@ def digits_study(settings):
         method = DirectBitcodes(b, settings["digits_epochs"])
         measure(method.name, b, lambda: method.fit(train), method.encode, method.decode)
     for b in settings["digits_bits"]:
-        model = digits.make_model(b, reference=False, seed=0)
+        model = digits.make_model(b, bitcodes_pytorch=False, seed=0)
 
         def encode(images, model=model):
             model.eval()

@@ -2,7 +2,7 @@
 
     python benchmarks/report.py benchmarks/results/cpu-<date>.json
 
-Implementations a run did not time show as "-" (the GPU checklist compiles the reference at a
+Implementations a run did not time show as "-" (the GPU checklist compiles bitcodes-pytorch at a
 few points only); runs with CUDA routes get a column per route, and GPU runs one for the share of
 the copy bandwidth (issue #11's targets are stated that way).
 """
@@ -11,13 +11,16 @@ import json
 import sys
 from collections import defaultdict
 
-# (implementation, column title), in table order; bitcodes_ext[<route>] columns go before ours.
-BASELINES = (("reference", "reference"), ("reference+compile", "torch.compile(ref)"), ("two-GEMM torch", "two-GEMM torch"))
+# (implementation in the results files, column title), in table order; bitcodes_ext[<route>]
+# columns go before ours. "reference" in the files is the package bitcodes-pytorch, and
+# "two-GEMM torch" our oracle, bitcodes_ext.reference.
+BASELINES = (("reference", "bitcodes-pytorch"), ("reference+compile", "torch.compile(bitcodes-pytorch)"),
+             ("two-GEMM torch", "oracle (two GEMMs)"))
 OURS = "bitcodes_ext"
 
 
 def round_range(row):
-    """Lowest and highest speedup over the reference within one round (files from before
+    """Lowest and highest speedup over bitcodes-pytorch within one round (files from before
     2026-11-23's last runs do not have them)."""
     by_round = row.get("speedup_vs_reference_by_round")
     if not by_round:
@@ -50,7 +53,7 @@ def table(path):
     ]
     if meta.get("not_run") or meta.get("errors"):
         lines[0] += f" Partial: {len(meta.get('not_run', []))} configurations not run, {len(meta.get('errors', []))} failed."
-    titles = [title for _, title in BASELINES] + routes + [OURS, "× reference", "(each round)", "× compiled", "% of roofline"]
+    titles = [title for _, title in BASELINES] + routes + [OURS, "× bitcodes-pytorch", "(each round)", "× compiled", "% of roofline"]
     titles += ["% of copy"] if gpu else []
     lines += ["", "| mode | T | D | B | " + " | ".join(titles) + " |", "|---|" + "---:|" * (3 + len(titles))]
     for (mode, T, D, B), impls in groups.items():

@@ -10,7 +10,8 @@ from torch import Tensor
 
 from .reference import METRICS
 
-_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# Every floating dtype the ops accept (the one list: bitcodes_ext.info and the tests read it).
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def check_sizes(features: int, num_bits: int) -> None:
@@ -34,7 +35,7 @@ def check_metric(metric) -> None:
 
 
 def _check_float(t, name: str, op: str) -> None:
-    if not isinstance(t, Tensor) or t.dtype not in _FLOAT_DTYPES:
+    if not isinstance(t, Tensor) or t.dtype not in FLOAT_DTYPES:
         got = t.dtype if isinstance(t, Tensor) else type(t).__name__
         raise TypeError(f"{op}: {name} must be a float32/float64/float16/bfloat16 tensor, got {got}")
 

@@ -3,22 +3,8 @@
     save(path, codes, bits_per_code, meta=None)   codes: integer tensor, any shape, 0 <= code < 2**bits_per_code
     codes, meta = load(path)                       int64, same shape; meta as saved (a JSON-able dict or None)
 
-File layout, version 1 (integers little-endian):
-
-    offset  bytes   field
-    0       4       magic b"\\x89BCX" (the high first byte catches text-mode transfers, as PNG's does)
-    4       2       version (1)
-    6       1       bits_per_code, 1..63
-    7       1       ndim, the number of dims of the codes' shape
-    8       4       meta_length: bytes of meta
-    12      4       CRC-32 of everything after this field
-    16      8*ndim  shape, one uint64 per dim
-    ...     meta_length   meta as UTF-8 JSON (null for none)
-    ...     ceil(numel * bits_per_code / 8)   the codes, MSB first, row-major, zero bits after the last
-
-The header fixes the file's exact size, so a truncated file, trailing bytes or a payload of the
-wrong length are told apart from a corrupted one (checksum) and from a foreign file (magic).
-Writes are atomic: a temporary file in the same directory, fsync, then os.replace.
+The file layout (version 1), the errors load raises and the atomic write: docs/file-format.md,
+the format's one description; this module implements it (_HEADER below is its first 16 bytes).
 """
 
 import json

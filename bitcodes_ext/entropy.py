@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import code_tables
+from .info import ATEN_OPS
 from .reference import compute_dtype
 
 # Beyond this, the 2^B usage table itself no longer fits a GPU comfortably (2^24 float32 are
@@ -23,7 +24,7 @@ MAX_EXACT_BITS = 24
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
-@torch.library.custom_op("bitcodes_ext::code_usage_sums", mutates_args=())
+@torch.library.custom_op(f"bitcodes_ext::{ATEN_OPS[0]}", mutates_args=())
 def code_usage_sums(logits: Tensor, group_size: int) -> Tensor:
     """(N, B) bit log-odds in float32/float64 -> flat code-usage sums of each group of bits."""
     return code_tables.usage_sums(logits, group_size)
@@ -34,7 +35,7 @@ def _(logits, group_size):
     return logits.new_empty(code_tables.sums_size(logits.shape[1], group_size))
 
 
-@torch.library.custom_op("bitcodes_ext::code_usage_sums_backward", mutates_args=())
+@torch.library.custom_op(f"bitcodes_ext::{ATEN_OPS[1]}", mutates_args=())
 def code_usage_sums_backward(grad: Tensor, logits: Tensor, group_size: int) -> Tensor:
     return code_tables.usage_sums_backward(grad, logits, group_size)
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from . import _extension
+from . import _extension, _validate
 
 
 def backend_info() -> dict:
@@ -28,13 +28,17 @@ def backend_info() -> dict:
     }
 
 
-_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
-CUDA_OPS = ("forward", "backward", "decode", "decode_backward", "vq")
+# The bitcodes_ext::* ops (csrc/bitcodes.cpp declares their schemas; tests/test_ops.py checks
+# this list against them): the one list of their names.
+OPS = ("forward", "backward", "decode", "decode_backward", "vq")
+# The bitcodes_ext::* ops defined in Python on ATen (entropy.py: binary_entropy's usage sums).
+ATEN_OPS = ("code_usage_sums", "code_usage_sums_backward")
+_DTYPE_NAMES = {dtype: str(dtype).removeprefix("torch.") for dtype in _validate.FLOAT_DTYPES}
 
 
 def _problem(op, dtype, tokens, width, features, training, bits_dtype):
-    if op not in CUDA_OPS:
-        raise ValueError(f"op must be one of {CUDA_OPS}, got {op!r}")
+    if op not in OPS:
+        raise ValueError(f"op must be one of {OPS}, got {op!r}")
     if dtype not in _DTYPE_NAMES:
         raise TypeError(f"dtype must be one of {tuple(_DTYPE_NAMES)}, got {dtype!r}")
     bits_bytes = torch.empty((), dtype=bits_dtype).element_size()

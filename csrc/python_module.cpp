@@ -42,32 +42,20 @@ std::vector<std::string> supported_cpu_capabilities() {
   return supported;
 }
 
-using bitcodes_ext::cuda::CudaOp;
 using bitcodes_ext::cuda::Problem;
 using bitcodes_ext::cuda::Route;
 
 Problem problem(const std::string& op, const std::string& dtype, int64_t tokens, int64_t width, int64_t features,
                 bool training, int64_t bits_bytes) {
-  const std::pair<const char*, CudaOp> ops[] = {{"forward", CudaOp::kForward},
-                                                {"backward", CudaOp::kBackward},
-                                                {"decode", CudaOp::kDecode},
-                                                {"decode_backward", CudaOp::kDecodeBackward},
-                                                {"vq", CudaOp::kVq}};
   const std::pair<const char*, at::ScalarType> dtypes[] = {
       {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16}};
-  Problem p{CudaOp::kForward, at::kFloat, tokens, width, features, training, bits_bytes};
-  bool op_known = false, dtype_known = false;
-  for (const auto& [name, value] : ops) {
-    if (op != name) continue;
-    p.op = value;
-    op_known = true;
-  }
+  Problem p{bitcodes_ext::cuda::cuda_op_named(op), at::kFloat, tokens, width, features, training, bits_bytes};
+  bool dtype_known = false;
   for (const auto& [name, value] : dtypes) {
     if (dtype != name) continue;
     p.dtype = value;
     dtype_known = true;
   }
-  TORCH_CHECK_VALUE(op_known, "op must be forward, backward, decode, decode_backward or vq, got '", op, "'");
   TORCH_CHECK_VALUE(dtype_known, "dtype must be float32, float64, float16 or bfloat16, got '", dtype, "'");
   return p;
 }
@@ -77,7 +65,7 @@ Route route_named(const std::string& name) {
     if (name == bitcodes_ext::cuda::route_name(route)) return route;
   }
   TORCH_CHECK_VALUE(false, "route must be one of cores, gemm, mma, got '", name, "'");
-  return Route::kCudaCores;
+  return Route::kCores;
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
 """A digit autoencoder with a Bitcodes bottleneck: each 8x8 image becomes a few dozen bits.
 
-    python examples/digits_autoencoder.py [--bits 24] [--epochs 60] [--compare-reference] [--fast]
+    python examples/digits_autoencoder.py [--bits 24] [--epochs 60] [--compare-bitcodes-pytorch] [--fast]
 
 Uses scikit-learn's handwritten digits (shipped with the package, no download). Reports the
 held-out reconstruction error against predicting the mean image, the bits per image against
 the raw 64 pixels x 4 bits, how many distinct codes the test images use, and saves a PNG of
-originals and reconstructions. --compare-reference trains the same model with
+originals and reconstructions. --compare-bitcodes-pytorch trains the same model with
 bitcodes_pytorch.Bitcodes too and reports both training times.
 """
 
@@ -45,10 +45,11 @@ class Autoencoder(nn.Module):
         return self.decoder(quantized.squeeze(1)), bits.squeeze(1)
 
 
-def make_model(num_bits, reference, seed):
+def make_model(num_bits, bitcodes_pytorch, seed):
+    """The autoencoder with our Bitcodes, or with the package bitcodes-pytorch's."""
     torch.manual_seed(seed)
     features = 32
-    if reference:
+    if bitcodes_pytorch:
         from bitcodes_pytorch import Bitcodes as PackageBitcodes
 
         quantizer = PackageBitcodes(features, num_bits, temperature=1.0)
@@ -112,7 +113,7 @@ def main(argv=None):
     parser.add_argument("--bits", type=int, default=24, help="bits per image (16-32 is the interesting range)")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--fast", action="store_true", help="a few epochs, for the tests")
-    parser.add_argument("--compare-reference", action="store_true", help="also train with bitcodes_pytorch.Bitcodes")
+    parser.add_argument("--compare-bitcodes-pytorch", action="store_true", help="also train with bitcodes_pytorch.Bitcodes")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits_reconstructions.png"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -121,7 +122,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     train_images, test_images = load(args.seed)
-    model = make_model(args.bits, reference=False, seed=args.seed)
+    model = make_model(args.bits, bitcodes_pytorch=False, seed=args.seed)
     seconds = train(model, train_images, epochs, desc="bitcodes_ext")
     report = evaluate(model, train_images, test_images, args.bits)
     save_grid(test_images, report.pop("reconstruction"), args.out)
@@ -133,13 +134,13 @@ def main(argv=None):
           f"{report['active_bits']} of {args.bits} bits vary")
     print(f"wrote {args.out}")
 
-    if args.compare_reference:
-        reference = make_model(args.bits, reference=True, seed=args.seed)
-        reference_seconds = train(reference, train_images, epochs, desc="bitcodes-pytorch")
-        reference_report = evaluate(reference, train_images, test_images, args.bits)
-        print(f"bitcodes-pytorch: {reference_seconds:.1f} s, held-out MSE {reference_report['test_mse']:.4f}; "
-              f"bitcodes_ext: {seconds:.1f} s ({reference_seconds / seconds:.2f}x)")
-        report["reference_seconds"] = reference_seconds
+    if args.compare_bitcodes_pytorch:
+        package = make_model(args.bits, bitcodes_pytorch=True, seed=args.seed)
+        package_seconds = train(package, train_images, epochs, desc="bitcodes-pytorch")
+        package_report = evaluate(package, train_images, test_images, args.bits)
+        print(f"bitcodes-pytorch: {package_seconds:.1f} s, held-out MSE {package_report['test_mse']:.4f}; "
+              f"bitcodes_ext: {seconds:.1f} s ({package_seconds / seconds:.2f}x)")
+        report["bitcodes_pytorch_seconds"] = package_seconds
     report["seconds"] = seconds
     return report
 

@@ -9,9 +9,11 @@ import numpy as np
 import torch
 
 from bitcodes_ext import reference
+from bitcodes_ext._validate import FLOAT_DTYPES
 
-# Every floating dtype the ops accept.
-DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+# Every floating dtype the ops accept, and the 16-bit ones (route mma's, the emulator's mma.sync).
+DTYPES = list(FLOAT_DTYPES)
+LOW_PRECISION = [torch.bfloat16, torch.float16]
 
 # The dtype a kernel accumulates `dtype` inputs in: float64 for float64, float32 otherwise.
 acc_dtype = reference.compute_dtype
@@ -253,6 +255,93 @@ def vq_tie_case(num_observations, num_codes, features, dtype):
     near = near + torch.randint(-1, 2, near.shape)
     anywhere = torch.randint(-9, 10, (num_observations - len(near), features)).double()
     return torch.cat([near, anywhere]).to(dtype), codebook.to(dtype)
+
+
+# Code indices just past a change of lane or tile on some route: SIMD lanes of 4, 8 and 16 and
+# CUDA's 16 column lanes; CPU panels of 3 vectors (12 to 48 codes) and code tiles of 10 panels
+# (120 to 480 codes); route cores' 64-code tiles and the emulated GEMM's blocks of 64; route
+# mma's 128-code tiles; the 100-code tiles of route gemm when chunked (tests/conftest.py).
+TILE_EDGES = (4, 8, 12, 16, 24, 32, 48, 64, 96, 100, 120, 128, 192, 200, 240, 256, 300, 360, 384, 400, 480, 512)
+
+
+def vq_adversarial_case(dtype, num_codes=520, features=8, seed=0):
+    """vq inputs built to break a selection rule, on every route and backend:
+
+    - near-ties across every tile edge e: an observation p, and codes e - 1 and e at p + u and
+      p - u + delta u (u a unit vector), with delta cycling through 0 (an exact tie: e - 1 must
+      win), 2.5 times the certified bound either way (the nearer must win) and a quarter of it
+      (either may), as closely as `dtype` can represent it;
+    - exact duplicates of codes 1 and 2 one SIMD lane, one panel and one tile further on, and in
+      the last two codes (the tail tile), with observations at and around them;
+    - NaN codes at 0 and near the end (never chosen), and NaN observation rows (code 0).
+
+    Values are small integers except the deltas, so equal distances are equal in every dtype.
+    Returns observations (N, features) and codebook (num_codes, features) in `dtype`."""
+    generator = torch.Generator().manual_seed(seed)
+    codebook = torch.randint(-8, 9, (num_codes, features), generator=generator).double()
+    edges = [e for e in TILE_EDGES if e < num_codes - 3]
+    points = torch.randint(-6, 7, (len(edges), features), generator=generator).double()
+    unit = torch.zeros(features, dtype=torch.float64)
+    unit[0] = 1
+    for edge, point in zip(edges, points):
+        codebook[edge - 1], codebook[edge] = point + unit, point - unit
+    for base in (1, 2):
+        for offset in (4, 8, 16, 48, 64, 128, 480):
+            if base + offset < num_codes - 3:
+                codebook[base + offset] = codebook[base]
+    codebook[-1], codebook[-2] = codebook[1], codebook[2]
+    # The bound assert_vq_selection certifies for each near-tie row.
+    bounds = MARGIN_RTOL[acc_dtype(dtype)] * (points.square().sum(1) + codebook.square().sum(1).max())
+    for i, (edge, bound) in enumerate(zip(edges, bounds)):
+        codebook[edge, 0] += (0.0, 2.5, -2.5, 0.25, -0.25)[i % 5] * float(bound)
+    codebook[0, 1] = codebook[-3, 2] = float("nan")
+    bases = codebook[[1, 2]].repeat(20, 1)
+    around = bases + torch.randint(-1, 2, bases.shape, generator=generator)
+    anywhere = torch.randint(-9, 10, (40, features), generator=generator).double()
+    nan_rows = torch.full((2, features), float("nan"))
+    observations = torch.cat([points, bases, around, nan_rows[:1], anywhere, nan_rows[1:]])
+    return observations.to(dtype), codebook.to(dtype)
+
+
+def assert_vq_selection(codes, observations, codebook, rtol):
+    """vq's selection rule against float64 distances of the given (rounded) inputs:
+    a NaN row gets code 0; otherwise the chosen code is within the certified bound of the
+    nearest (a NaN code never is), and no lower code is exactly as far (equal distances go to
+    the lowest code). Where one code is nearer than every other by more than the bound, this
+    leaves exactly one answer, so routes that pass agree there. Returns how many rows that
+    pins and how many hold an exact tie, so that a test can check its input is adversarial."""
+    features = codebook.shape[1]
+    x, c = observations.double().reshape(-1, features), codebook.double()
+    codes = codes.reshape(-1).cpu()
+    nan_rows = x.isnan().any(1)
+    assert (codes[nan_rows] == 0).all(), f"NaN rows got codes {codes[nan_rows].tolist()}"
+    x, codes = x[~nan_rows], codes[~nan_rows]
+    d2 = (x[:, None] - c[None]).square().sum(2).nan_to_num(nan=float("inf"))  # the same sum for equal codes
+    chosen = d2.gather(1, codes[:, None]).squeeze(1)
+    best = d2.min(1).values
+    finite = torch.isfinite(c).all(1)
+    bound = rtol * (x.square().sum(1) + c[finite].square().sum(1).max())
+    far = chosen - best > bound
+    assert not far.any(), f"{int(far.sum())} rows chose a code beyond the bound; rows {far.nonzero().flatten()[:10].tolist()}"
+    lower = torch.arange(c.shape[0])[None] < codes[:, None]
+    tied_lower = ((d2 == chosen[:, None]) & lower).any(1)
+    assert not tied_lower.any(), f"{int(tied_lower.sum())} rows chose a code whose distance a lower code equals"
+    at_best = d2 <= (best + bound)[:, None]
+    distinct = (d2 != best[:, None]) & at_best
+    pinned = int((~distinct.any(1)).sum())
+    exact_ties = int(((d2 == best[:, None]).sum(1) > 1).sum())
+    return pinned, exact_ties
+
+
+def check_vq_rule(run_vq, dtype):
+    """vq_adversarial_case through run_vq(observations, codebook) -> (codes, dist), the way each
+    route's test calls it: the codes follow the selection rule (assert_vq_selection), NaN rows
+    get distance NaN, and the case pins most rows and holds exact ties."""
+    observations, codebook = vq_adversarial_case(dtype)
+    codes, dist = (t.cpu() for t in run_vq(observations, codebook))
+    pinned, exact_ties = assert_vq_selection(codes, observations, codebook, rtol=MARGIN_RTOL[acc_dtype(dtype)])
+    assert torch.isnan(dist[observations.isnan().any(1)]).all()
+    assert pinned > 0.9 * len(observations) and exact_ties > 40, (pinned, exact_ties)
 
 
 def code_probabilities(logits):

@@ -1,6 +1,6 @@
 """The benchmark scripts' bookkeeping: results rewritten after every configuration (a run killed
-midway keeps what it finished), the time budget, the CUDA routes read from route.h and forced
-one by one, and the files read back for the plot and the README table."""
+midway keeps what it finished), the time budget, the CUDA routes (bitcodes_ext.info.cuda_routes())
+forced one by one, and the files read back for the plot and the README table."""
 
 import json
 import os
@@ -13,6 +13,8 @@ import time
 import pytest
 import torch
 
+from bitcodes_ext import info
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench_bitcodes.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -20,32 +22,9 @@ import bench_bitcodes  # noqa: E402
 import harness  # noqa: E402
 import results  # noqa: E402
 
-ROUTE_H = """
-enum class Route { kCudaCores, kGemm };
-inline const char* route_name(Route route) {
-  switch (route) {
-    case Route::kCudaCores:
-      return "cores";
-    case Route::kGemm:
-      return "gemm";
-  }
-  return "?";
-}
-"""
-
 
 def bench(tmp_path, *args):
     return [sys.executable, str(BENCH), "--device", "cpu", "--threads", "1", "--rounds", "1", "--out", str(tmp_path), *args]
-
-
-def test_routes_are_read_from_route_h(tmp_path):
-    assert "cores" in harness.cuda_routes()  # the real header
-    header = tmp_path / "route.h"
-    header.write_text(ROUTE_H)
-    assert harness.cuda_routes(header) == ["cores", "gemm"]
-    header.write_text(ROUTE_H.replace("kCudaCores, kGemm", "kCudaCores, kGemm, kMma"))
-    with pytest.raises(RuntimeError, match="3 routes"):  # a route without a name
-        harness.cuda_routes(header)
 
 
 def test_each_route_is_forced_during_its_own_step(native, monkeypatch):
@@ -58,9 +37,11 @@ def test_each_route_is_forced_during_its_own_step(native, monkeypatch):
 
     monkeypatch.setattr(bench_bitcodes.Bitcodes, "forward", spy)
     x = torch.randn(1, 64, 16)
-    for route in ("cores", None, "gemm"):
+    routes = [None, *info.cuda_routes()]
+    assert harness.cuda_routes() == routes[1:]
+    for route in routes:
         bench_bitcodes.make_step("ours", 16, 4, False, torch.device("cpu"), torch.float32, x, route)()
-    assert seen == ["cores", None, "gemm"]
+    assert seen == routes
 
 
 def test_routes_need_cuda_or_the_emulator(native, tmp_path):

@@ -2,7 +2,6 @@
 predicting each block's mean colour, and the bits per pixel they report are those of the
 files on disk."""
 
-import importlib.util
 import json
 import math
 import os
@@ -13,16 +12,10 @@ import pytest
 import torch
 
 from bitcodes_ext import codec
+from conftest import load_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = 16
-
-
-def load_module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

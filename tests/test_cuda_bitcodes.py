@@ -409,7 +409,7 @@ def peak_bytes(fn):
 @pytest.mark.real_gpu
 def test_large_batch_memory(cuda):
     # bf16, 2^20 tokens x 256 features, 64 bits: the eval forward allocates y and bits and a
-    # workspace bounded by a constant, not by the tokens: route 1 keeps its logits and one-hot
+    # workspace bounded by a constant, not by the tokens: route gemm keeps its logits and one-hot
     # per chunk of tokens within 128 MiB (kWorkspaceBytes in csrc/cuda/gemm_plan.h), the CUDA-core
     # route needs none; 16 MiB more cover the codebook's terms and the allocator's rounding.
     # cuBLAS's own workspace (a constant per stream, made at its first GEMM) is warmed up first.

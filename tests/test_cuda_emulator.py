@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from conftest import CUDA_EMULATOR
+from oracle import LOW_PRECISION
 
 pytestmark = pytest.mark.skipif(not CUDA_EMULATOR, reason="tests of the CUDA emulator itself (make emulate-cuda)")
 emu = torch.ops.bitcodes_emu if CUDA_EMULATOR else None
-DTYPES = [torch.bfloat16, torch.float16]
 
 
 # ---- the documented fragments: (row, col) of element i of lane `lane`; register i // 2, low half first
@@ -64,7 +64,7 @@ def test_fragment_tables_cover_each_element_once():
         assert seen.eq(1).all()
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 def test_mma_fragments_follow_the_ptx_layout(dtype):
     # Small integers: every product and sum is exact, so D must equal A @ B + C exactly, and any
     # element the emulator takes from the wrong lane or register shows.
@@ -83,7 +83,7 @@ def test_mma_fragments_follow_the_ptx_layout(dtype):
             assert d[lane, i].item() == expected[c_element(lane, i)].item(), (lane, i)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 def test_mma_products_are_exact_and_the_sum_rounds_once(dtype):
     # (1 + 2^-7)^2 = 1 + 2^-6 + 2^-14 needs 15 bits: exact in float. And the emulator's documented
     # order: C + the 16 products in double, one rounding to float (2^24 + 1 - 1 = 2^24, where
@@ -129,7 +129,7 @@ def test_ldmatrix_fragments_follow_the_ptx_layout(num, trans):
 
 
 @pytest.mark.parametrize("b_is_nk", [True, False])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 def test_gemm_from_emulated_instructions_equals_torch(dtype, b_is_nk):
     # cp.async -> ldmatrix (.x4 for A, .x2 or .x2.trans for B) -> mma -> the D layout.
     g = torch.Generator().manual_seed(1)

@@ -11,13 +11,16 @@ several tiles in each.
 import pytest
 import torch
 
-from bitcodes_ext import functional, vq
-from conftest import CUDA_EMULATOR
+from bitcodes_ext import functional, info, vq
+from conftest import CUDA_EMULATOR, seed_cuda
 from oracle import (
+    DTYPES,
+    LOW_PRECISION,
     MARGIN_RTOL,
     assert_within,
     certify_bits,
     certify_codes,
+    check_vq_rule,
     close_tol,
     decode_oracle,
     exact_distances,
@@ -30,7 +33,6 @@ from oracle import (
 )
 
 ops = torch.ops.bitcodes_ext
-DTYPES = [torch.bfloat16, torch.float16]
 # (tokens, features, num_bits): one token, 1 bit; partial token tile, slice and n-tile (26 rows);
 # exactly one chunk of 64 bits; two chunks; three token tiles, three chunks, a partial pass of y;
 # the most bits route mma takes.
@@ -53,11 +55,11 @@ def test_route_rule(monkeypatch):
     monkeypatch.delenv("BITCODES_CUDA_ROUTE", raising=False)
     # auto never takes a route no GPU has run yet (route.h: trusted_for_auto)
     auto = {(op, dtype, width, features): chosen(op, dtype, width, features)
-            for op in ("forward", "backward", "decode", "decode_backward", "vq") for dtype in DTYPES + [torch.float32, torch.float64]
+            for op in info.OPS for dtype in DTYPES
             for width, features in ((64, 256), (512, 256), (513, 256), (64, 100), (1 << 17, 256))}
     assert "mma" not in auto.values()
     monkeypatch.setenv("BITCODES_CUDA_ROUTE", "mma")
-    for dtype in DTYPES:
+    for dtype in LOW_PRECISION:
         assert chosen("forward", dtype) == chosen("vq", dtype, width=1 << 17) == "mma"
         assert chosen("forward", dtype, width=512) == "mma"
         # where mma does not apply, the forced route falls back to the rule
@@ -74,7 +76,7 @@ def test_route_rule(monkeypatch):
 
 
 @pytest.mark.parametrize("metric", ["dot", "euclidean"])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 @pytest.mark.parametrize("tokens,features,num_bits", SHAPES)
 def test_eval_matches_oracle(cuda, route, tokens, features, num_bits, dtype, metric):
     route("mma")
@@ -87,7 +89,7 @@ def test_eval_matches_oracle(cuda, route, tokens, features, num_bits, dtype, met
 
 
 @pytest.mark.parametrize("metric", ["dot", "euclidean"])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 @pytest.mark.parametrize("tokens,features,num_bits", SHAPES[1:5])
 def test_train_matches_oracle(cuda, route, tokens, features, num_bits, dtype, metric):
     route("mma")  # the forward; the backward has no mma kernel and runs on route cores
@@ -115,7 +117,7 @@ def forward_z(cuda, x, codebook, noise=None, metric="dot"):
 
 
 @pytest.mark.parametrize("metric", ["dot", "euclidean"])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 def test_routes_agree(cuda, route, dtype, metric):
     x, codebook = make(300, 72, 70, dtype)
     noise = torch.randn(300, 70)
@@ -135,21 +137,14 @@ def test_routes_agree(cuda, route, dtype, metric):
     torch.testing.assert_close(y1[rows].double(), y0[rows].double(), rtol=tol["rtol"], atol=tol["atol"])
 
 
-def seed_cuda_generator(seed):
-    if CUDA_EMULATOR:
-        torch.ops.bitcodes_emu.seed_cuda_generator(seed)  # the emulator's stand-in generator
-    else:
-        torch.cuda.manual_seed(seed)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 def test_drawn_noise_is_the_same_stream_on_both_routes(cuda, route, dtype):
     # Every route draws logistic_noise4's stream: same seed, same noise, so z agrees to float rounding.
     x, codebook = make(200, 16, 37, dtype)
     results = {}
     for name in ("cores", "mma"):
         route(name)
-        seed_cuda_generator(7)
+        seed_cuda(7)
         results[name] = forward_z(cuda, x, codebook)
     z0, z1 = results["cores"][2], results["mma"][2]
     logits, scale = margins(x, codebook)
@@ -169,7 +164,7 @@ def test_drawn_noise_is_logistic(cuda, route):
     assert (rate - torch.sigmoid(x[0, 0].float())).abs().max().item() < 0.015
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 def test_zero_and_nan_rows_give_bit_0(cuda, route, dtype):
     route("mma")
     x, codebook = make(150, 24, 9, dtype)
@@ -226,7 +221,7 @@ def test_unaligned_input(cuda, route):
     certify_bits(bits.cpu(), x, codebook, accumulated_in=torch.float32)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 @pytest.mark.parametrize("n,k,d", [(1, 1, 8), (50, 7, 8), (333, 300, 24), (200, 129, 64), (130, 260, 256)])
 def test_vq_matches_exact_search(cuda, route, n, k, d, dtype):
     route("mma")
@@ -248,7 +243,14 @@ def test_vq_ties_across_tiles_and_nan(cuda, route):
     assert codes.tolist() == [3, 0, 3] and torch.isnan(dist[1]) and dist[2] == 0
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_vq_adversarial_ties_and_nan(cuda, route, dtype):
+    # The case of tests/test_vq.py's test_adversarial_ties_and_nan, on route mma (features % 8 == 0).
+    route("mma")
+    check_vq_rule(lambda o, c: vq(o.to(cuda), c.to(cuda), backend="native"), dtype)
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
 def test_vq_routes_agree(cuda, route, dtype):
     observations, codebook = torch.randn(300, 40).to(dtype), torch.randn(200, 40).to(dtype)
     results = {}

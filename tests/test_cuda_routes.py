@@ -18,7 +18,7 @@ from oracle import (
     sum_bound,
     tie_free_noise,
 )
-from conftest import CUDA_EMULATOR, CUDA_ROUTES
+from conftest import CUDA_ROUTES, seed_cuda
 
 ops = torch.ops.bitcodes_ext
 
@@ -40,14 +40,6 @@ def test_every_route_is_tested(cuda):
     assert {variant.split("-")[0] for variant in CUDA_ROUTES} | {"mma"} == set(info.cuda_routes())
 
 
-def seed_cuda(seed):
-    """Reseeds the generator the CUDA ops draw training noise from."""
-    if CUDA_EMULATOR:
-        torch.ops.bitcodes_emu.seed_cuda_generator(seed)
-    else:
-        torch.cuda.manual_seed(seed)
-
-
 def every_op(cuda):
     x = torch.randn(70, 12, device=cuda)
     codebook = torch.randn(2 * 5, 12, device=cuda)
@@ -62,10 +54,10 @@ def every_op(cuda):
     }
 
 
-@pytest.mark.parametrize("op", ["forward", "backward", "decode", "decode_backward", "vq"])
-def test_every_op_reaches_route_1(cuda, monkeypatch, op):
-    # Route 1 reads BITCODES_CUDA_CHUNK_TOKENS, the CUDA-core route does not: a bad value fails
-    # exactly where the op took route 1.
+@pytest.mark.parametrize("op", info.OPS)
+def test_every_op_reaches_route_gemm(cuda, monkeypatch, op):
+    # Route gemm reads BITCODES_CUDA_CHUNK_TOKENS, the CUDA-core route does not: a bad value fails
+    # exactly where the op took route gemm.
     call = every_op(cuda)[op]
     monkeypatch.setenv("BITCODES_CUDA_CHUNK_TOKENS", "0")
     on_route(monkeypatch, "cores", call)

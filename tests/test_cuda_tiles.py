@@ -13,12 +13,12 @@ fused path and a misaligned copy legitimately round differently there (seen on a
 test_cuda_routes.py).
 """
 
-import os
 
 import pytest
 import torch
 
 from bitcodes_ext import functional
+from conftest import CUDA_EMULATOR, seed_cuda
 from oracle import (
     DTYPES,
     acc_dtype,
@@ -34,7 +34,6 @@ from oracle import (
 )
 
 ops = torch.ops.bitcodes_ext
-EMULATED = bool(os.environ.get("BITCODES_CUDA_EMULATOR"))
 
 
 @pytest.fixture(autouse=True)
@@ -43,14 +42,6 @@ def _route_cores(monkeypatch):
 
 # Around each column width: 1 bit, one short of a tile, a whole tile, one past it.
 WIDTHS = [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 129]
-
-
-def seed_cuda(seed):
-    """torch.cuda.manual_seed, or the same for the emulator's stand-in CUDA generator."""
-    if EMULATED:
-        torch.ops.bitcodes_emu.seed_cuda_generator(seed)
-    else:
-        torch.cuda.manual_seed(seed)
 
 
 # The forward runs fused (one kernel) when its token tiles fill every SM and the bits fit its
@@ -62,7 +53,7 @@ FILLS_ANY_GPU = 1 << 17
 
 def forward_on_path(path, x, codebook, noise, temperature, training, euclidean=False):
     """ops.forward on the fused or the split path."""
-    if EMULATED:
+    if CUDA_EMULATOR:
         torch.ops.bitcodes_emu.set_sm_count(1 if path == "fused" else 1 << 30)
         try:
             return ops.forward(x, codebook, noise, temperature, training, euclidean)

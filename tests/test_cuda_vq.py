@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bitcodes_ext import VectorQuantizer, kmeans, vq
-from oracle import DTYPES, certify_codes, exact_distances, vq_tie_case
+from oracle import DTYPES, certify_codes, check_vq_rule, exact_distances, vq_tie_case
 
 pytestmark = pytest.mark.usefixtures("cuda_route")
 
@@ -73,6 +73,12 @@ def test_exact_ties_go_to_the_lowest_index(cuda, dtype):
     torch.testing.assert_close(dist.cpu(), d.min(1).values.to(dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adversarial_ties_and_nan(cuda, dtype):
+    # The case of tests/test_vq.py's test of the same name, on each route (cuda_route).
+    check_vq_rule(lambda o, c: vq(o.to(cuda), c.to(cuda), backend="native"), dtype)
+
+
 @pytest.mark.real_gpu
 def test_cuda_and_cpu_agree(cuda):
     observations, codebook = torch.randn(5000, 32), torch.randn(700, 32)
@@ -95,7 +101,7 @@ def test_opcheck_and_compile(cuda):
 @pytest.mark.real_gpu
 def test_runs_where_n_times_k_does_not_fit(cuda):
     # 2^17 x 2^18 float32 distances would be 128 GiB, more than the GPU has; the op needs its
-    # outputs, the codebook's norms, and on route 1 a score tile within 32 MiB.
+    # outputs, the codebook's norms, and on route gemm a score tile within 32 MiB.
     observations = torch.randn(1 << 17, 16, device=cuda)
     codebook = torch.randn(1 << 18, 16, device=cuda)
     torch.cuda.synchronize()

@@ -1,18 +1,12 @@
 """The end-to-end example learns, and the benchmark's main job runs."""
 
-import importlib.util
 import json
 import pathlib
 import sys
 
+from conftest import load_module
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_digits_autoencoder_learns(native, tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bitcodes_ext import Bitcodes, functional, vq
+from bitcodes_ext import Bitcodes, functional, info, vq
 
 ops = torch.ops.bitcodes_ext
 
@@ -134,3 +134,11 @@ def test_bits_dtype_must_be_one_of_three():
         functional.bitcodes(x, codebook, training=False, bits_dtype=torch.int32)
     with pytest.raises(TypeError, match="bits_dtype must be"):
         Bitcodes(10, 6, bits_dtype=torch.float32)
+
+
+def test_one_list_of_op_names(native):
+    # bitcodes_ext.info.OPS, which the tests, the emulator and the route model read, names every
+    # schema that csrc/bitcodes.cpp declares, and info.ATEN_OPS the ones entropy.py defines.
+    declared = {s.name.split("::")[1] for s in torch._C._jit_get_all_schemas() if s.name.startswith("bitcodes_ext::")}
+    assert declared == set(info.OPS) | set(info.ATEN_OPS)
+    assert not set(info.OPS) & set(info.ATEN_OPS)

@@ -36,7 +36,7 @@ def test_constructor_matches_positional_order():
     assert torch.equal(Bitcodes(8, 4).codebook.data, expected)  # randn init, as the package
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch,tokens,features,num_bits", [(1, 6, 8, 4), (2, 100, 64, 8), (3, 33, 129, 31)])
 def test_eval_matches_package(backend, batch, tokens, features, num_bits, dtype):
     # The package's eval only runs in float32 (its one-hot is .float()), so it sees float32

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from bitcodes_ext import info
+from oracle import DTYPES
 
 # The #3 grid of issue 11: T = 2^20, D in {256, 512, 1024}, B in {16, 64}.
 GRID = [(1 << 20, bits, features) for features in (256, 512, 1024) for bits in (16, 64)]
-OPS = ("forward", "backward", "decode", "decode_backward")
+# The Bitcodes ops; vq has its own problems here.
+OPS = tuple(op for op in info.OPS if op != "vq")
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def model(native, monkeypatch):
     return info
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_the_rule_takes_the_lowest_prediction(model, dtype):
     problems = [(op, t, b, d, training) for op in OPS for (t, b, d) in GRID + [(1000, 5, 33)] for training in (False, True)]
     problems += [("vq", t, k, d, False) for t, k, d in ((1 << 20, 1 << 17, 64), (5000, 700, 32), (1, 1, 1))]
@@ -38,7 +40,7 @@ def test_the_rule_takes_the_lowest_prediction(model, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_takes_route_1_everywhere(model, dtype):
+def test_half_precision_takes_route_gemm_everywhere(model, dtype):
     # Whatever the model predicts for the CUDA cores (at B = 16 it predicts them ahead), auto
     # keeps bf16/fp16 on cuBLAS's tensor cores until a GPU has timed the alternatives.
     problems = [(op, t, b, d, tr) for (t, b, d) in GRID + [(1000, 5, 33)] for op in OPS for tr in (False, True)]
@@ -48,7 +50,7 @@ def test_half_precision_takes_route_1_everywhere(model, dtype):
 
 
 def test_the_grid_at_b64_is_faster_on_tensor_cores(model):
-    # The model's reason for route 1: at B = 64 the CUDA cores are issue-bound.
+    # The model's reason for route gemm: at B = 64 the CUDA cores are issue-bound.
     for (tokens, bits, features), op, training in itertools.product(GRID, OPS, (False, True)):
         if bits != 64:
             continue
@@ -62,13 +64,13 @@ def test_narrow_bits_move_fewer_bytes(model):
         wide = model.predicted_cuda_ms(route, "forward", torch.bfloat16, 1 << 20, 64, 256)
         narrow = model.predicted_cuda_ms(route, "forward", torch.bfloat16, 1 << 20, 64, 256, bits_dtype=torch.bool)
         if route == "gemm":
-            assert narrow < wide  # route 1 writes 1 byte per bit instead of 8
+            assert narrow < wide  # route gemm writes 1 byte per bit instead of 8
         else:
             assert narrow > wide  # the CUDA cores write int64, then convert
 
 
 def test_time_grows_with_the_problem(model):
-    for route, op in itertools.product(model.cuda_routes(), OPS + ("vq",)):
+    for route, op in itertools.product(model.cuda_routes(), info.OPS):
         small = model.predicted_cuda_ms(route, op, torch.bfloat16, 1 << 16, 64, 256)
         assert small < model.predicted_cuda_ms(route, op, torch.bfloat16, 1 << 20, 64, 256)
         assert small < model.predicted_cuda_ms(route, op, torch.bfloat16, 1 << 16, 64, 1024)

@@ -9,7 +9,7 @@ import torch
 from scipy.cluster.vq import vq as scipy_vq
 
 from bitcodes_ext import vq
-from oracle import DTYPES, certify_codes, exact_distances, vq_tie_case
+from oracle import DTYPES, certify_codes, check_vq_rule, exact_distances, vq_tie_case
 
 
 def test_seed_example(backend):
@@ -64,6 +64,14 @@ def test_exact_ties_go_to_the_lowest_index_across_lanes_and_tiles(backend, dtype
     if dtype in (torch.float32, torch.float64):
         scipy_codes, _ = scipy_vq(observations.numpy(), codebook.numpy())
         assert torch.equal(codes, torch.from_numpy(scipy_codes).long())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adversarial_ties_and_nan(backend, dtype):
+    # Duplicates in one SIMD lane and in the tail tile, near-ties at every tile edge, NaN codes
+    # and rows (oracle.vq_adversarial_case): the codes every route must agree on. The CUDA
+    # routes run the same case in test_cuda_vq.py and test_cuda_mma.py.
+    check_vq_rule(lambda o, c: vq(o, c, backend=backend), dtype)
 
 
 @pytest.mark.parametrize("scale,offset", [(1.0, 100.0), (1e-22, 0.0)])

@@ -1,10 +1,14 @@
 """The package as a user gets it (`make wheel-test`; marked `wheel`, so the main run leaves it out):
-`python -m build --no-isolation` makes an sdist and then a wheel from that sdist; the wheel goes
-into a fresh venv that sees torch (a .pth naming this environment's site-packages) but neither
-the source tree nor the editable install, and passes a smoke test there, from a folder outside
-the tree, on every CPU capability this CPU supports.
+`python -m build --no-isolation` makes an sdist, which must hold every file the compilers read,
+and a wheel; the wheel goes into a fresh venv that sees torch (a .pth naming this environment's
+site-packages) but neither the source tree nor the editable install, and passes a smoke test
+there, from a folder outside the tree, on every CPU capability this CPU supports.
 
-To keep CI short, the wheel's CUDA kernels are built for one GPU architecture (sm_90) only."""
+The wheel is built from the tree, in the build directories of `make install` (build/<module>/,
+setup.py): ninja finds every object current, so no source is compiled a second time for the same
+target. A wheel built from the sdist would compile the same sources with the same flags; what it
+could add, a file missing from the sdist, test_sdist_holds_every_file_the_compilers_read checks
+directly, from ninja's record of what each object read."""
 
 import email
 import os
@@ -36,7 +40,8 @@ SUPPORTED = bitcodes_ext.backend_info()["cpu_capabilities_supported"] or ["DEFAU
 
 def clean_env(**extra):
     """The environment of a user's shell: none of ours that changes a build or an import."""
-    env = {k: v for k, v in os.environ.items() if k not in ("BITCODES_CPU_CAPABILITY", "PYTHONPATH", "BITCODES_CUDA_EMULATOR")}
+    ours = ("BITCODES_CPU_CAPABILITY", "BITCODES_BUILD_CPU_CAPABILITIES", "PYTHONPATH", "BITCODES_CUDA_EMULATOR")
+    env = {k: v for k, v in os.environ.items() if k not in ours}
     return {**env, **extra}
 
 
@@ -46,21 +51,62 @@ def run(*command, cwd, env=None, timeout=3600):
     return result
 
 
+# The build directories of the compiled modules (setup.py's BuildPerExtension).
+BUILD_DIRS = sorted((ROOT / "build").glob("bitcodes_ext.*"))
+
+
+def objects():
+    """{object file: mtime} in the modules' build directories."""
+    return {path: path.stat().st_mtime_ns for directory in BUILD_DIRS for path in directory.rglob("*.o")}
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
-    """(sdist, wheel) built as a release would be."""
+    """(sdist, wheel, the objects the wheel's build compiled again)."""
+    assert BUILD_DIRS, "no build/bitcodes_ext.* directories: run `make install` first"
     out = tmp_path_factory.mktemp("dist")
-    env = clean_env()
-    if torch.version.cuda:
-        env["TORCH_CUDA_ARCH_LIST"] = "9.0"  # one architecture is enough to test the packaging
-    run(sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT), cwd=ROOT, env=env)
+    before = objects()
+    for kind in ("--sdist", "--wheel"):
+        run(sys.executable, "-m", "build", "--no-isolation", kind, "--outdir", str(out), str(ROOT), cwd=ROOT)
     sdists, wheels = sorted(out.glob("*.tar.gz")), sorted(out.glob("*.whl"))
     assert len(sdists) == 1 and len(wheels) == 1, sorted(out.iterdir())
-    return sdists[0], wheels[0]
+    recompiled = sorted(str(path.relative_to(ROOT)) for path, mtime in objects().items() if before.get(path) != mtime)
+    return sdists[0], wheels[0], recompiled
+
+
+def test_the_wheel_compiles_nothing_again(dist):
+    *_, recompiled = dist
+    assert not recompiled, f"building the wheel compiled {recompiled} again: is `make install` current, built in this environment?"
+
+
+def compiler_inputs():
+    """The files of this tree that the compilers read for the modules of `make install`: ninja's
+    dependency log of each build directory (headers included), relative to ROOT."""
+    ninja = shutil.which("ninja", path=os.path.dirname(sys.executable)) or shutil.which("ninja")
+    inside = []
+    for directory in BUILD_DIRS:
+        listing = run(ninja, "-C", str(directory), "-t", "deps", cwd=ROOT).stdout
+        paths = [pathlib.Path(line.strip()) for line in listing.splitlines() if line.startswith(" ") and line.strip()]
+        inside += [p.resolve() for p in paths if p.is_absolute() and p.resolve().is_relative_to(ROOT)]
+    ignored = (ROOT / ".venv", ROOT / "build")
+    return {str(p.relative_to(ROOT)) for p in inside if not any(p.is_relative_to(d) for d in ignored)}
+
+
+def test_sdist_holds_every_file_the_compilers_read(dist):
+    sdist, *_ = dist
+    read = compiler_inputs()
+    # Not vacuous: the log names the sources of every kind and the headers they include.
+    assert {"csrc/bitcodes.cpp", "csrc/cpu/vq_cpu.cpp", "csrc/checks.h", "csrc/cpu/microkernels.h"} <= read, sorted(read)
+    if torch.version.cuda and bitcodes_ext.backend_info()["cuda_kernels"]:
+        assert {"csrc/cuda/vq_cuda.cu", "csrc/cuda/route.h", "csrc/cuda/tile_gemm.cuh"} <= read, sorted(read)
+    with tarfile.open(sdist) as archive:
+        top = f"bitcodes_ext-{VERSION}/"
+        names = {name.removeprefix(top) for name in archive.getnames()}
+    assert not read - names, f"the sdist lacks {sorted(read - names)}, which the build reads"
 
 
 def test_sdist_holds_every_source_file(dist):
-    sdist, _ = dist
+    sdist, *_ = dist
     tracked = run("git", "ls-files", "csrc", cwd=ROOT).stdout.split()
     assert tracked, "no csrc files tracked"
     with tarfile.open(sdist) as archive:
@@ -71,7 +117,7 @@ def test_sdist_holds_every_source_file(dist):
 
 
 def test_wheel_holds_every_compiled_module_and_pins_torch(dist):
-    _, wheel = dist
+    _, wheel, _ = dist
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         metadata = email.message_from_string(archive.read(f"bitcodes_ext-{VERSION}.dist-info/METADATA").decode())
@@ -95,7 +141,7 @@ def user_venv(dist, tmp_path_factory):
     (site_packages / "dev_torch.pth").write_text(sysconfig.get_path("purelib") + "\n")
     probe = "import importlib.util, torch; print(importlib.util.find_spec('bitcodes_ext'))"
     assert run(str(python), "-c", probe, cwd=root).stdout.strip() == "None"
-    _, wheel = dist
+    _, wheel, _ = dist
     # --no-deps: torch is there already (through the .pth); the pin is checked above.
     run(str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", str(wheel), cwd=root)
     return python, site_packages

@@ -37,7 +37,7 @@ fi
 STAGE=$OUT/lib
 rm -rf "$STAGE"
 start=$SECONDS
-PATH=$VENV/bin:$PATH TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-2} BITCODES_CPU_CAPABILITY=avx2,avx512 \
+PATH=$VENV/bin:$PATH TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-2} BITCODES_BUILD_CPU_CAPABILITIES=avx2,avx512 \
   "$VENV/bin/python" setup.py build_ext --build-lib "$STAGE" --build-temp "$OUT/temp"
 echo "== compiled in $((SECONDS - start)) s (ninja recompiles only what changed since the last run)"
 cp "$STAGE"/bitcodes_ext/*.so bitcodes_ext/

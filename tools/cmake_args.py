@@ -3,7 +3,7 @@
 A CUDA build of torch makes find_package(Torch) look for the CUDA toolkit and nvrtc; pip's
 wheel ships nvrtc under site-packages/nvidia, and CMake cannot guess the toolkit where nvcc
 on PATH is a wrapper script. A CPU build needs only the prefix. The CPU kernels are built for
-the best instruction set this CPU supports, as torch reports it.
+the best instruction set this CPU supports, as the package's probe says (tools/cpu_capabilities.py).
 """
 
 import glob
@@ -12,9 +12,9 @@ import os
 import torch
 import torch.utils
 
-reported = torch.backends.cpu.get_cpu_capability().upper()  # e.g. AVX512_VNNI, or NEON elsewhere
-capability = "AVX512" if reported.startswith("AVX512") else "AVX2" if reported == "AVX2" else "DEFAULT"
-args = [f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}", f"-DBITCODES_CPU_CAPABILITY={capability}"]
+import cpu_capabilities
+
+args = [f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}", f"-DBITCODES_BUILD_CPU_CAPABILITY={cpu_capabilities.best()}"]
 if torch.version.cuda:
     home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
     args.append(f"-DCUDA_TOOLKIT_ROOT_DIR={home}")

@@ -16,8 +16,8 @@
 #   kernels  the build in the tree loads, was compiled against this torch and holds this GPU's
 #            machine code: a build carried from the development machine (tools/build_for_device.sh)
 #            passes, and then nothing is compiled here
-#   build    only where `kernels` failed: the extension in place for this GPU and one CPU
-#            capability (16 parallel jobs), then `kernels` again
+#   build    only where `kernels` failed: the extension in place for this GPU and the AVX2 and
+#            AVX512 CPU kernels (16 parallel jobs), then `kernels` again
 #   smoke    every op on every CUDA route at small sizes against the float64 oracle, each route in
 #            its own process (a CUDA fault is sticky): smoke-cores, smoke-gemm, smoke-mma (route mma
 #            is timed later only if this passed), smoke-entropy (binary_entropy against float64)
@@ -196,9 +196,9 @@ else
   # A carried build that does not fit this machine is rebuilt here, not a failure.
   if ! OPTIONAL=1 run_step kernels "${MIN_S[kernels]}" "${MAX_S[kernels]}" "$PY" tools/session_env.py kernels --cuda --report "$SUMMARY"; then
     note "the build in the tree does not fit this machine: building it here"
-    capability=$("$PY" -c "import torch; c = torch.backends.cpu.get_cpu_capability().upper(); print('avx512' if c.startswith('AVX512') else c.lower())")
+    # The capabilities the carried build has; the import loads the best this CPU supports.
     required build "${MIN_S[build]}" "${MAX_S[build]}" env TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=16 \
-      BITCODES_CPU_CAPABILITY="$capability" "$PY" setup.py build_ext --build-lib .
+      BITCODES_BUILD_CPU_CAPABILITIES=avx2,avx512 "$PY" setup.py build_ext --build-lib .
     required kernels-built "${MIN_S[kernels]}" "${MAX_S[kernels]}" "$PY" tools/session_env.py kernels --cuda --report "$SUMMARY"
   fi
   TEST_ENV=(env CI=1)  # a missing build fails, never skips

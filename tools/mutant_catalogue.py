@@ -178,19 +178,20 @@ MUTANTS = (
         "noise stream", "the numbers past the last whole vector of a tile are log(u), not logistic",
         (f"{KERNELS}::test_drawn_noise_depends_only_on_seed_token_and_bit",),
     ),
-    # ---- csrc/cpu/vq_cpu.cpp ----
+    # ---- csrc/vq_select.h: vq's selection rule, which every backend and route calls ----
     Mutant(
-        "vq-lane-tie", "csrc/cpu/vq_cpu.cpp",
-        "const V better = score < best;", "const V better = score <= best;",
-        "vq ties and exact distance", "equal distances within a SIMD lane go to the highest code",
+        "vq-select-equal-score", "csrc/vq_select.h",
+        "return score < best;", "return score <= best;",
+        "vq ties and exact distance", "among equal scores the later code wins (the CPU kernel: within and across lanes)",
         (f"{VQ}::test_exact_ties_go_to_the_lowest_index_across_lanes_and_tiles",), quick=True,
     ),
     Mutant(
-        "vq-cross-lane-tie", "csrc/cpu/vq_cpu.cpp",
-        "(score == best && code < k)", "(score == best && code > k)",
-        "vq ties and exact distance", "equal distances in different lanes go to the highest code",
-        (f"{VQ}::test_ties_go_to_the_lowest_index",),
+        "vq-select-tie-order", "csrc/vq_select.h",
+        "(code < best_code)", "(code > best_code)",
+        "vq ties and exact distance", "among equal scores the higher code wins where two are compared out of order",
+        (f"{VQ}::test_adversarial_ties_and_nan",),
     ),
+    # ---- csrc/cpu/vq_cpu.cpp ----
     Mutant(
         "vq-code-tile-offset", "csrc/cpu/vq_cpu.cpp",
         "lane_offsets + V(acc_t(k0 + k))", "lane_offsets + V(acc_t(k))",
@@ -391,8 +392,8 @@ MUTANTS = (
     ),
     Mutant(
         "cuda-vq-lane-tie", "csrc/cuda/vq_cuda.cu",
-        "if (score < best[m]) {", "if (score <= best[m]) {",
-        "vq ties and exact distance", "equal distances seen by one thread go to the highest code",
+        "if (vq_better_later_code(score, best[m])) {", "if (score <= best[m]) {",
+        "vq ties and exact distance", "route cores skips the shared rule: equal distances seen by one thread go to the highest code",
         (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
     ),
     Mutant(
@@ -414,30 +415,30 @@ MUTANTS = (
         "noise stream", "a float64 thread's second run of 2 bits draws the first two numbers of the Philox block again",
         (f"{CUDA_TILES}::test_drawn_noise_is_the_philox_stream",),
     ),
-    # route 1 (gemm): its epilogue kernels, between the ATen GEMMs
+    # route gemm: its epilogue kernels, between the ATen GEMMs
     Mutant(
         "gemm-threshold-tie", "csrc/cuda/gemm_epilogues.cuh",
         "const bool bit = z > acc_t(0);  // a tie", "const bool bit = z >= acc_t(0);  // a tie",
-        "ties", "route 1's threshold gives bit 1 at an exact-zero margin",
+        "ties", "route gemm's threshold gives bit 1 at an exact-zero margin",
         (f"{CUDA_BITCODES}::test_exact_zero_margins_give_bit_0",),
     ),
     Mutant(
         "gemm-r-lo-dropped", "csrc/cuda/gemm_epilogues.cuh",
         "const op_t lo = static_cast<op_t>(scaled - static_cast<acc_t>(hi));", "const op_t lo = static_cast<op_t>(0);",
-        "dtype conversion", "route 1's backward keeps only the bf16/fp16 high part of r (no hi/lo split)",
+        "dtype conversion", "route gemm's backward keeps only the bf16/fp16 high part of r (no hi/lo split)",
         (f"{CUDA_BITCODES}::test_backward_rounds_once",),
     ),
     Mutant(
         "gemm-vq-tie", "csrc/cuda/vq_epilogues.cuh",
-        "if (sum < nearest) {", "if (sum <= nearest) {",
-        "vq ties and exact distance", "route 1's argmin sends equal distances to the highest code",
+        "if (vq_better(sum, c0 + c, nearest, nearest_code)) {", "if (sum <= nearest) {",
+        "vq ties and exact distance", "route gemm skips the shared rule: its argmin sends equal distances to the highest code",
         (f"{CUDA_VQ}::test_exact_ties_go_to_the_lowest_index",),
     ),
     Mutant(
         "gemm-vq-margin", "csrc/cuda/vq_epilogues.cuh",
         "const double margin = 4 * unit * reach * reach;", "const double margin = 0 * unit * reach * reach;",
         "vq ties and exact distance",
-        "route 1's argmin trusts the GEMM's rounding: an equal code in a differently rounded column wins",
+        "route gemm's argmin trusts the GEMM's rounding: an equal code in a differently rounded column wins",
         (f"{CUDA_VQ}::test_equal_codes_tie_to_the_lowest_index_however_the_gemm_rounds",),
     ),
     # ---- the binary family: binary_entropy's tables, chunks and collective; LFQ/BSQ; bit_logits ----

@@ -15,7 +15,8 @@ How it runs:
   stays valid from run to run and ninja recompiles only what a mutant touches. A mutated file is
   restored right after its tests.
 - The CPU kernels are built in the copy for one capability, the best this CPU has
-  (BITCODES_CUDA=0 BITCODES_CPU_CAPABILITY=<it> python setup.py build_ext --inplace). Mutants of
+  (BITCODES_CUDA=0 BITCODES_BUILD_CPU_CAPABILITIES=<it> python setup.py build_ext --inplace), and
+  the tests load it (BITCODES_CPU_CAPABILITY=<it>). Mutants of
   csrc/cuda/ rebuild the CUDA emulator in the copy (tools/cuda_emulator/build.py) and run
   tests/test_cuda_*.py on it; Python mutants need no rebuild.
 - The tests run in the copy with pytest -x: the mutant's own tests first, then (not in quick
@@ -39,6 +40,7 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import cpu_capabilities  # noqa: E402
 from mutant_catalogue import COVERS, MUTANTS  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -87,14 +89,6 @@ sys.exit(pytest.main(sys.argv[1:]))
 NOT_THE_COPY, NO_KERNELS = 97, 98
 
 
-def cpu_capability():
-    """The best capability this CPU has, spelled as setup.py's BITCODES_CPU_CAPABILITY."""
-    import torch
-
-    have = torch.backends.cpu.get_cpu_capability().upper()
-    if have.startswith("AVX512"):
-        return "AVX512"
-    return "AVX2" if have == "AVX2" else "DEFAULT"
 
 
 def cpu_model():
@@ -157,6 +151,7 @@ class Tree:
             PYTHONDONTWRITEBYTECODE="1",  # a restored file must never run from a mutant's .pyc
             CI="1",
             BITCODES_CUDA="0",
+            BITCODES_BUILD_CPU_CAPABILITIES=self.capability,
             BITCODES_CPU_CAPABILITY=self.capability,
             MUTANTS_TREE=str(self.path),
         )
@@ -518,7 +513,7 @@ def main(argv=None):
         return 2
     # A SIGTERM unwinds like Ctrl-C: the mutated file is restored and the child's group ended.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    tree = Tree(args.work, args.capability or cpu_capability())
+    tree = Tree(args.work, args.capability or cpu_capabilities.best())
     state = checkout_state()
     mode = "quick subset" if args.quick else ("whole catalogue" if whole else f"only {args.only}")
     planned, results, start = mutants, [], time.monotonic()

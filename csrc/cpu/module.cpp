@@ -3,4 +3,4 @@
 // itself only says which capability it was built for. Not part of the CMake library.
 #include <pybind11/pybind11.h>
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.attr("cpu_capability") = BITCODES_CPU_CAPABILITY; }
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.attr("cpu_capability") = BITCODES_MODULE_CPU_CAPABILITY; }

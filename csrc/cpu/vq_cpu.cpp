@@ -1,8 +1,10 @@
 // CPU nearest-code vector quantization: distance and argmin fused over tiles of the codebook,
 // so no N x K matrix exists; extra memory is one (tokens x codes) tile per thread.
 //   score = |c|^2 - 2 x.c  (|x|^2 is the same for every code of a token)
-// The chosen code's distance is then recomputed directly in double, as accurate as scipy's.
+// The chosen code's distance is then recomputed directly in double, as accurate as scipy's. The
+// winner is chosen by vq_select.h's rule, as on every CUDA route.
 #include "../checks.h"
+#include "../vq_select.h"
 #include "microkernels.h"
 #include "output_memory.h"
 #include "panels.h"
@@ -38,8 +40,8 @@ void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* panels /* K
     std::vector<acc_t> x_acc(conversion_buffer_size<scalar_t, acc_t>(kTileTokens * D));
     std::vector<acc_t> scores(kTileTokens * kCodeTile);
     // Per token and lane: the best score so far and its code (as acc_t: exact below 2^24 codes
-    // in float). Lane j sees codes j, j + L, ... in increasing order, so a strict < keeps the
-    // lowest index of a tie within a lane; the final reduction breaks ties across lanes.
+    // in float). Each lane sees its codes in increasing order (vq_better_later_code), and the
+    // reduction across lanes then applies vq_better.
     std::vector<acc_t> lane_best(kTileTokens * L), lane_code(kTileTokens * L);
     acc_t offsets[L];
     for (int64_t j = 0; j < L; ++j) offsets[j] = acc_t(j);
@@ -57,22 +59,23 @@ void vq_kernel(const scalar_t* x, int64_t N, int64_t D, const acc_t* panels /* K
           V best = V::loadu(lane_best.data() + t * L), code = V::loadu(lane_code.data() + t * L);
           for (int64_t k = 0; k < nk; k += L) {
             const V score = V::loadu(norms + k0 + k) - V(acc_t(2)) * V::loadu(scores.data() + t * kCodeTile + k);
-            const V better = score < best;  // NaN compares false and never wins
+            const V candidate = lane_offsets + V(acc_t(k0 + k));
+            const V better = vq_better_later_code(score, best);
             best = V::blendv(best, score, better);
-            code = V::blendv(code, lane_offsets + V(acc_t(k0 + k)), better);
+            code = V::blendv(code, candidate, better);
           }
           best.store(lane_best.data() + t * L);
           code.store(lane_code.data() + t * L);
         }
       }
       for (int64_t t = 0; t < nt; ++t) {
-        // Lanes to one winner: the lowest score, and among equal scores the lowest code.
+        // Lanes to one winner, by the same rule.
         acc_t best = std::numeric_limits<acc_t>::infinity();
         int64_t k = 0;
         for (int64_t j = 0; j < L; ++j) {
           const acc_t score = lane_best[t * L + j];
           const int64_t code = int64_t(lane_code[t * L + j]);
-          if (score < best || (score == best && code < k)) {
+          if (vq_better(score, code, best, k)) {
             best = score;
             k = code;
           }

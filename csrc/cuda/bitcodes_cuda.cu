@@ -1,5 +1,5 @@
 // CUDA forward and training backward of bitcodes_ext::forward: the checks, then the route
-// (route.h): the CUDA-core kernels here (bitcodes_kernels.cuh), or route 1 (bitcodes_gemm.cu).
+// (route.h): the CUDA-core kernels here (bitcodes_kernels.cuh), or route `gemm` (bitcodes_gemm.cu).
 #include "../bits_dtype.h"
 #include "../checks.h"
 #include "../codebook_terms.h"

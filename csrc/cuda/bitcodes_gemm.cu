@@ -1,4 +1,4 @@
-// Route 1 of bitcodes_ext::forward and ::backward: ATen GEMMs and our epilogues per chunk of
+// Route `gemm` of bitcodes_ext::forward and ::backward: ATen GEMMs and our epilogues per chunk of
 // tokens (gemm_plan.h says what each workspace holds and why the products are exact).
 //   forward:  L = x.G^T; threshold -> z, bits, one-hot H; y = H.C
 //   backward: U = g.G^T; straight-through -> E = [bits, 1 | r parts]; dx = E.Right;

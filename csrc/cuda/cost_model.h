@@ -51,13 +51,13 @@ struct Total {
 
 inline double round_up(double n, double m) { return double(gemm::chunks_of(int64_t(n), int64_t(m)) * int64_t(m)); }
 
-// The GEMM rate of route 1 for the input dtype.
+// The GEMM rate of route gemm for the input dtype.
 inline double gemm_rate(at::ScalarType dtype, const DeviceRates& r) {
   if (gemm::uses_pairs(dtype)) return r.tensor;
   return dtype == at::kDouble ? r.fp64 : r.fp32;
 }
 
-// Route 1 (gemm_plan.h): the GEMMs at gemm_rate, the epilogues at HBM speed; the workspace's
+// Route gemm (gemm_plan.h): the GEMMs at gemm_rate, the epilogues at HBM speed; the workspace's
 // traffic is counted at HBM speed too, though chunks that stay in the 50 MB L2 may beat it.
 inline double gemm_route(const Problem& p, const DeviceRates& r) {
   const double T = double(p.tokens), B = double(p.width), D = double(p.features);

@@ -1,5 +1,5 @@
 // CUDA decode (from_bits) and its codebook gradient: y = sum_i c[2i + bit_i]. The checks, then
-// the route (route.h): the CUDA-core kernels here, or route 1 (decode_gemm.cu).
+// the route (route.h): the CUDA-core kernels here, or route `gemm` (decode_gemm.cu).
 #include "../checks.h"
 #include "../codebook_terms.h"
 #include "codebook_sums.cuh"

@@ -1,4 +1,4 @@
-// Route 1 of bitcodes_ext::decode and ::decode_backward: the one-hot H over the 2B codebook
+// Route `gemm` of bitcodes_ext::decode and ::decode_backward: the one-hot H over the 2B codebook
 // rows per chunk of tokens, then y = H.C and grad_codebook = sum over chunks of H^T g (row 2i
 // sums (1 - bit) g and row 2i+1 bit g, which is the whole gradient). 0/1 times the codebook
 // is exact in every dtype, so both are float32 (float64) sums of exact products.

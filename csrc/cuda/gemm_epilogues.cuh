@@ -1,4 +1,4 @@
-// The epilogues of route 1 (gemm_plan.h): our kernels between ATen's GEMMs, one pass each over
+// The epilogues of route gemm (gemm_plan.h): our kernels between ATen's GEMMs, one pass each over
 // a chunk's workspace. All are elementwise or per token, so no floating-point atomics:
 //   threshold_kernel        logits (+ bias, + noise) -> z, bits in the requested dtype, one-hot H
 //   one_hot_kernel          decode's bits -> H

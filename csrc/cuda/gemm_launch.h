@@ -1,4 +1,4 @@
-// Route 1 (`gemm`, see route.h and gemm_plan.h): the ops as ATen GEMMs with our epilogue
+// Route `gemm` (see route.h and gemm_plan.h): the ops as ATen GEMMs with our epilogue
 // kernels, on chunks of tokens. The op entry points (bitcodes_cuda.cu, decode_cuda.cu,
 // vq_cuda.cu) check the arguments, then call these with contiguous inputs.
 #pragma once

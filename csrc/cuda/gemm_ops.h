@@ -1,4 +1,4 @@
-// The GEMMs of route 1, through ATen: cuBLAS on CUDA tensors, and an exact stand-in on CPU
+// The GEMMs of route gemm, through ATen: cuBLAS on CUDA tensors, and an exact stand-in on CPU
 // tensors, where the CPU emulation of CUDA (tools/cuda_emulator) runs this same host code.
 //
 // Both compute every product and sum in float32 (float64 for float64 inputs) and round once

@@ -1,4 +1,4 @@
-// Route 1 (`gemm`): the shapes of its workspace, shared by the host code (*_gemm.cu) and
+// Route `gemm`: the shapes of its workspace, shared by the host code (*_gemm.cu) and
 // the cost model (cost_model.h), so that the model counts the bytes the code moves.
 //
 // Every GEMM of the route is ATen's (cuBLAS on a GPU) with float32 (float64) accumulation:

@@ -9,6 +9,7 @@
 //     distance is recomputed in double.
 #pragma once
 
+#include "../vq_select.h"
 #include "mma_tiles.cuh"
 #include "noise.cuh"
 
@@ -117,8 +118,8 @@ __global__ void __launch_bounds__(kMmaThreads)
   __shared__ long long winner[kMmaTokens];
   const int warp = warp_id(), lane = lane_id(), group = lane / 4, t = lane % 4;
   const int64_t row0 = int64_t(blockIdx.x) * kMmaTokens;
-  // Per token row group + 8h. A lane visits its codes in increasing order, so a strict < keeps
-  // the lowest code of a tie; a NaN score never wins, and a row with no finite score keeps code 0.
+  // Per token row group + 8h, chosen by vq_select.h's rule; a lane visits its codes in increasing
+  // order (vq_better_later_code). A row with no finite score keeps code 0.
   float best[2] = {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::infinity()};
   long long code[2] = {0, 0};
   for (int64_t c0 = 0; c0 < K; c0 += kMmaRows) {
@@ -134,7 +135,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const float score = norm - 2.f * acc[j][2 * h + e];
-          if (score < best[h]) {
+          if (vq_better_later_code(score, best[h])) {
             best[h] = score;
             code[h] = c;
           }
@@ -148,7 +149,7 @@ __global__ void __launch_bounds__(kMmaThreads)
     for (int m = 1; m <= 2; m *= 2) {
       const float other = __shfl_xor_sync(0xffffffffu, best[h], m);
       const long long other_code = __shfl_xor_sync(0xffffffffu, code[h], m);
-      if (other < best[h] || (other == best[h] && other_code < code[h])) {
+      if (vq_better(other, other_code, best[h], code[h])) {
         best[h] = other;
         code[h] = other_code;
       }

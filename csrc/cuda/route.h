@@ -1,8 +1,8 @@
 // Which implementation a CUDA op runs: the one place where that is decided.
 //
 // Routes (each op implements the ones it has; `supports` says which):
-//   kCudaCores  the kernels built on tile_gemm.cuh, on the CUDA cores, for every dtype.
-//   kGemm       route 1: ATen (cuBLAS) GEMMs, tensor cores for bf16/fp16 with float32
+//   kCores      the kernels built on tile_gemm.cuh, on the CUDA cores, for every dtype.
+//   kGemm       ATen (cuBLAS) GEMMs, tensor cores for bf16/fp16 with float32
 //               accumulation, and our fused epilogues, per chunk of tokens (gemm_plan.h); every
 //               op and dtype.
 //   kMma        bf16/fp16 forward and vq fused on the tensor cores (mma.sync, ldmatrix, cp.async;
@@ -25,12 +25,12 @@
 
 namespace bitcodes_ext::cuda {
 
-enum class Route { kCudaCores, kGemm, kMma };
-inline constexpr Route kAllRoutes[] = {Route::kCudaCores, Route::kGemm, Route::kMma};
+enum class Route { kCores, kGemm, kMma };
+inline constexpr Route kAllRoutes[] = {Route::kCores, Route::kGemm, Route::kMma};
 
 inline const char* route_name(Route route) {
   switch (route) {
-    case Route::kCudaCores:
+    case Route::kCores:
       return "cores";
     case Route::kGemm:
       return "gemm";
@@ -47,7 +47,7 @@ int current_device_major();
 // modelled H100's 9 instead of asking a device.
 inline bool supports(Route route, const Problem& problem, int major) {
   switch (route) {
-    case Route::kCudaCores:
+    case Route::kCores:
     case Route::kGemm:
       return true;
     case Route::kMma:
@@ -75,7 +75,7 @@ inline bool trusted_for_auto(Route route, const Problem& problem) {
   switch (route) {
     case Route::kGemm:
       return true;
-    case Route::kCudaCores:
+    case Route::kCores:
       return problem.dtype != at::kBFloat16 && problem.dtype != at::kHalf;
     case Route::kMma:
       return false;
@@ -86,7 +86,7 @@ inline bool trusted_for_auto(Route route, const Problem& problem) {
 // Predicted seconds on an H100 SXM (cost_model.h).
 inline double predicted_seconds(Route route, const Problem& problem, const DeviceRates& rates = kH100) {
   switch (route) {
-    case Route::kCudaCores:
+    case Route::kCores:
       return cost::cores_route(problem, rates);
     case Route::kGemm:
       return cost::gemm_route(problem, rates);

@@ -1,9 +1,10 @@
 // CUDA nearest-code vector quantization: one block per tile of tokens walks the codebook in
 // tiles of 64 codes, scoring |c|^2 - 2 x.c and keeping each thread's best; the threads of a
-// token's row then agree on the winner (lowest score, then lowest code), and recompute its
-// distance directly in double. No N x K matrix exists; extra memory is O(K) for the norms.
-// That is route `cores` (route.h); route 1 is in vq_gemm.cu.
+// token's row then agree on the winner, and recompute its distance directly in double. Both
+// choices are vq_select.h's rule. No N x K matrix exists; extra memory is O(K) for the norms.
+// That is route `cores` (route.h); route `gemm` is in vq_gemm.cu, route `mma` in mma_kernels.cuh.
 #include "../checks.h"
+#include "../vq_select.h"
 #include "gemm_launch.h"
 #include "launch.cuh"
 #include "mma_launch.h"
@@ -27,8 +28,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
   __shared__ TileStage<T> stage;
   const int64_t row0 = int64_t(blockIdx.x) * T::kRows;
   const int cl = T::col_lane();
-  // Each thread sees its columns in increasing code order, so a strict < keeps the lowest
-  // code of a tie; a NaN score never wins, and a row with no finite score keeps code 0.
+  // Each thread sees its columns in increasing code order (vq_better_later_code); a row with no
+  // finite score keeps code 0.
   acc_t best[T::kMR];
   long long code[T::kMR];
 #pragma unroll
@@ -47,7 +48,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
         const int64_t c = c0 + T::col(n);
         if (c >= K) continue;
         const acc_t score = norms[c] - acc_t(2) * acc[m][n];
-        if (score < best[m]) {
+        if (vq_better_later_code(score, best[m])) {
           best[m] = score;
           code[m] = c;
         }
@@ -59,7 +60,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
     for (int lanes = T::kColLanes / 2; lanes >= 1; lanes /= 2) {
       const acc_t other = __shfl_xor_sync(0xffffffffu, best[m], lanes);
       const long long other_code = __shfl_xor_sync(0xffffffffu, code[m], lanes);
-      if (other < best[m] || (other == best[m] && other_code < code[m])) {
+      if (vq_better(other, other_code, best[m], code[m])) {
         best[m] = other;
         code[m] = other_code;
       }

@@ -1,9 +1,10 @@
-// vq's route 1 (gemm_plan.h VqPlan): after each GEMM tile of scores x.c (tokens x codes), a
+// vq's route `gemm` (gemm_plan.h VqPlan): after each GEMM tile of scores x.c (tokens x codes), a
 // running argmin per token that does not trust the GEMM's rounding at near-ties; after the last
 // code tile, the winner's distance recomputed directly in double. One warp per token, 8 tokens
-// per block of 256 threads.
+// per block of 256 threads. Every choice between two codes is vq_select.h's rule.
 #pragma once
 
+#include "../vq_select.h"
 #include "tile_gemm.cuh"
 
 #include <cstdint>
@@ -42,8 +43,8 @@ __device__ __forceinline__ double warp_squared_distance(const scalar_t* x, const
 // column in a tail block differently from one in a full block, so two equal codes (duplicates
 // are common: restarts, copies) can score an ulp apart, and the later one would win. So the
 // score only filters: every code scoring within `margin` of the lowest score so far has its
-// squared distance computed in double (the same sum for equal codes), in increasing code order,
-// and the lowest wins (ties: the lowest code). With margin at least twice the scores' rounding
+// squared distance computed in double (the same sum for equal codes), and vq_better picks among
+// those distances (ties: the lowest code). With margin at least twice the scores' rounding
 // error, the nearest code always passes the filter: its score is within 2 errors of every other
 // code's, so within margin of the lowest so far, whichever tile that is in. Usually one code per
 // tile passes.
@@ -51,8 +52,8 @@ __device__ __forceinline__ double warp_squared_distance(const scalar_t* x, const
 // margin = 4 unit (|x| + max|c|)^2, where unit (the host's) bounds a score's relative error
 // (D + 2 roundings of float32 sums, plus TF32's input rounding where cuBLAS may use it) and
 // |c|^2 + 2|x||c| <= (|x| + |c|)^2 scales it. Where that is not finite (a NaN or inf in x, or a
-// float64 codebook near overflow), the lowest score wins as it stands, ties to the lowest code,
-// and a NaN score never wins, so a row with no finite score keeps the code 0 it started with.
+// float64 codebook near overflow), vq_better picks by the scores as they stand, so a row with no
+// finite score keeps the code 0 it started with.
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kVqThreads)
     vq_argmin_kernel(const acc_t* scores, int64_t stride, const acc_t* norms, const acc_t* largest_norm,
@@ -65,15 +66,15 @@ __global__ void __launch_bounds__(kVqThreads)
   const scalar_t* token = x + t * D;
   auto score = [&](int64_t c) { return norms[c0 + c] - acc_t(2) * row[c]; };
 
-  // The tile's lowest score, ties to the lowest code: each lane walks its codes in increasing
-  // order with a strict <, and the lanes' winners are merged by (score, code).
+  // The tile's lowest score, ties to the lowest code: each lane walks its codes in increasing order
+  // (vq_better_later_code), then the lanes' winners are merged (vq_better).
   acc_t lowest = std::numeric_limits<acc_t>::infinity();
   long long lowest_code = 0;
   double x_squared = 0;
   if (valid) {
     for (int64_t c = lane; c < count; c += kWarp) {
       const acc_t s = score(c);
-      if (s < lowest) {
+      if (vq_better_later_code(s, lowest)) {
         lowest = s;
         lowest_code = c0 + c;
       }
@@ -83,7 +84,7 @@ __global__ void __launch_bounds__(kVqThreads)
   for (int m = kWarp / 2; m >= 1; m /= 2) {  // every lane shuffles, in range or not
     const acc_t other = __shfl_xor_sync(0xffffffffu, lowest, m);
     const long long other_code = __shfl_xor_sync(0xffffffffu, lowest_code, m);
-    if (other < lowest || (other == lowest && other_code < lowest_code)) {
+    if (vq_better(other, other_code, lowest, lowest_code)) {
       lowest = other;
       lowest_code = other_code;
     }
@@ -92,7 +93,7 @@ __global__ void __launch_bounds__(kVqThreads)
   const double margin = 4 * unit * reach * reach;
   const acc_t previous = valid ? best[t] : std::numeric_limits<acc_t>::infinity();
   if (!(margin < std::numeric_limits<double>::infinity())) {  // inf or NaN; warp-uniform
-    if (valid && lane == 0 && lowest < previous) {
+    if (valid && lane == 0 && vq_better(lowest, static_cast<int64_t>(lowest_code), previous, codes[t])) {
       best[t] = lowest;
       codes[t] = lowest_code;
     }
@@ -119,7 +120,7 @@ __global__ void __launch_bounds__(kVqThreads)
     }
     if (c >= count) break;  // warp-uniform
     const double sum = warp_squared_distance(token, codebook + (c0 + c) * D, D, lane);
-    if (sum < nearest) {
+    if (vq_better(sum, c0 + c, nearest, nearest_code)) {
       nearest = sum;
       nearest_code = c0 + c;
     }

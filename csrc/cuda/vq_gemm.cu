@@ -1,4 +1,4 @@
-// Route 1 of bitcodes_ext::vq: per chunk of tokens and tile of codes, the scores x.c as one
+// Route `gemm` of bitcodes_ext::vq: per chunk of tokens and tile of codes, the scores x.c as one
 // ATen GEMM (exact products for bf16/fp16, float32 sums), then the running argmin of
 // |c|^2 - 2 x.c per token, with the codes near the lowest score compared by their distance in
 // double (vq_epilogues.cuh), and the winner's distance in double. No N x K matrix: the score

@@ -55,8 +55,8 @@ def write_if_changed(path, text):
 def main():
     source = OUT / "src" / "csrc"
     (source / "cuda").mkdir(parents=True, exist_ok=True)
-    for header in ("bits_dtype.h", "checks.h", "codebook_terms.h"):
-        write_if_changed(source / header, (ROOT / "csrc" / header).read_text())
+    for header in sorted((ROOT / "csrc").glob("*.h")):  # the headers every backend shares
+        write_if_changed(source / header.name, header.read_text())
     for path in sorted((ROOT / "csrc" / "cuda").iterdir()):
         name = path.name.replace(".cu", ".cpp") if path.suffix == ".cu" else path.name
         write_if_changed(source / "cuda" / name, rewrite(path.read_text()))

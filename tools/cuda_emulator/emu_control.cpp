@@ -20,18 +20,12 @@ void seed_cuda_generator(int64_t seed) {
   at::cuda::detail::getDefaultCUDAGenerator().get<at::CUDAGeneratorImpl>()->set_current_seed(static_cast<uint64_t>(seed));
 }
 
-// The name of the route choose_route takes for an op ("forward", "backward", "decode",
-// "decode_backward", "vq") on inputs of `like`'s dtype, under the current BITCODES_CUDA_ROUTE.
+// The name of the route choose_route takes for an op (by its schema's name) on inputs of `like`'s
+// dtype, under the current BITCODES_CUDA_ROUTE.
 std::string route_for(const std::string& op, const at::Tensor& like, int64_t tokens, int64_t width, int64_t features,
                       bool training) {
-  using bitcodes_ext::cuda::CudaOp;
-  const CudaOp ops[] = {CudaOp::kForward, CudaOp::kBackward, CudaOp::kDecode, CudaOp::kDecodeBackward, CudaOp::kVq};
-  const char* names[] = {"forward", "backward", "decode", "decode_backward", "vq"};
-  for (int i = 0; i < 5; ++i)
-    if (op == names[i])
-      return bitcodes_ext::cuda::route_name(
-          bitcodes_ext::cuda::choose_route({ops[i], like.scalar_type(), tokens, width, features, training}));
-  TORCH_CHECK(false, "unknown op ", op);
+  using namespace bitcodes_ext::cuda;
+  return route_name(choose_route({cuda_op_named(op), like.scalar_type(), tokens, width, features, training}));
 }
 }  // namespace
 

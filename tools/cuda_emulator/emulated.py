@@ -4,7 +4,7 @@ the tests (tests/conftest.py) and the GPU checklist's dry run of the benchmark."
 
 import torch
 
-OPS = ("forward", "backward", "decode", "decode_backward", "vq")
+from bitcodes_ext.info import OPS
 
 
 def install(library_path):
