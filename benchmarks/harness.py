@@ -2,6 +2,7 @@
 
 import logging
 import os
+import pathlib
 import platform
 import time
 
