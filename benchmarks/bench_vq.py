@@ -7,7 +7,10 @@ On CUDA only bitcodes_ext and cdist + argmin run, plus a size where N x K cannot
         [--out benchmarks/results]
 
 Rewrites <out>/vq-<device>-<date>.json after every size (atomically), so a run stopped midway
-keeps the sizes it finished; exits 1 if bitcodes_ext failed at any size.
+keeps the sizes it finished; exits 1 if bitcodes_ext failed at any size. After timing, each
+implementation's codes for 2048 sampled observations are checked against the float64 argmin (a
+code counts as wrong where its squared distance exceeds the nearest's by more than float32
+rounding): a wrong one is an error, not a time. On CUDA the largest size comes first.
 """
 
 import argparse
@@ -24,15 +27,16 @@ import results  # noqa: E402
 
 SIZES = [(65536, 1024, 64), (65536, 8192, 256), (262144, 8192, 16)]
 QUICK_SIZES = [(16384, 1024, 32)]
-# The last one needs 512 GiB for cdist's N x K matrix.
-GPU_SIZES = SIZES + [(1 << 20, 1 << 17, 64)]
+# The first one needs 512 GiB for cdist's N x K matrix.
+GPU_SIZES = [(1 << 20, 1 << 17, 64)] + SIZES
+CHECKED = 2048  # observations per size checked against the float64 argmin
 IMPLEMENTATIONS = {"cpu": ("bitcodes_ext", "cdist+argmin", "scipy", "faiss"), "cuda": ("bitcodes_ext", "cdist+argmin")}
 
 # Runs in a child: builds the data, warms up, times `repeats` calls, prints JSON.
 CHILD = r"""
 import json, resource, statistics, sys, time
 import torch
-impl, device, (n, k, d, threads, repeats) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:8])
+impl, device, (n, k, d, threads, repeats, checked) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:9])
 torch.set_num_threads(threads)
 g = torch.Generator().manual_seed(0)
 x, c = torch.randn(n, d, generator=g).to(device), torch.randn(k, d, generator=g).to(device)
@@ -40,12 +44,15 @@ sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 if impl == "bitcodes_ext":
     import bitcodes_ext
     run = lambda: bitcodes_ext.vq(x, c, backend="native")
+    codes_of = lambda out: out[0]
 elif impl == "cdist+argmin":
     run = lambda: torch.cdist(x, c).min(1)
+    codes_of = lambda out: out.indices
 elif impl == "scipy":
     from scipy.cluster.vq import vq
     xn, cn = x.numpy(), c.numpy()
     run = lambda: vq(xn, cn)
+    codes_of = lambda out: torch.from_numpy(out[0])
 else:
     import faiss
     faiss.omp_set_num_threads(threads)
@@ -53,6 +60,7 @@ else:
     index.add(c.numpy())
     xn = x.numpy()
     run = lambda: index.search(xn, 1)
+    codes_of = lambda out: torch.from_numpy(out[1][:, 0])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if device == "cuda":
     sync()
@@ -70,18 +78,29 @@ if device == "cuda":
     peak = (torch.cuda.max_memory_allocated() - before_gpu) / 2**20
 else:
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-print(json.dumps(dict(ms=1e3 * statistics.median(times), peak_mb=peak)))
+# The codes of a sample of observations against the float64 argmin, after the timing (so that
+# its memory is not counted): wrong where the chosen code is farther than float32 rounding allows.
+sample = torch.randperm(n, generator=g)[:checked].to(device)
+codes = codes_of(run()).to(device).long()[sample]
+exact = torch.cdist(x[sample].double(), c.double()).square()
+chosen, best = exact.gather(1, codes[:, None])[:, 0], exact.min(1).values
+scale = x[sample].double().square().sum(1) + c.double().square().sum(1).max()
+wrong = int(((chosen - best) > 2e-5 * scale).sum())
+print(json.dumps(dict(ms=1e3 * statistics.median(times), peak_mb=peak, checked=len(sample), wrong=wrong)))
 """
 
 
 def measure(impl, device, n, k, d, threads, repeats):
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, impl, device, str(n), str(k), str(d), str(threads), str(repeats)],
+        [sys.executable, "-c", CHILD, impl, device, str(n), str(k), str(d), str(threads), str(repeats), str(CHECKED)],
         capture_output=True, text=True,
     )
     if result.returncode != 0:
         return dict(error=result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    if measured["wrong"]:
+        return dict(error=f"wrong: {measured['wrong']} of {measured['checked']} sampled codes are not the nearest (float64)")
+    return measured
 
 
 def main():
