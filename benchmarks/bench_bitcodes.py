@@ -3,7 +3,7 @@
 
     python benchmarks/bench_bitcodes.py [--quick] [--device auto|cpu|cuda] [--dtype float32]
         [--sizes 8192x64x8,16384x512x32] [--backends reference,compile,two-gemm,ours,routes]
-        [--routes cores] [--compile-at all|none|TxDxB,...] [--compile-modes eval,train] [--threads 2] [--thp]
+        [--routes cores] [--compile-at all|none|TxDxB,...] [--compile-modes eval,train] [--threads 2] [--thp] [--reuse-memory]
         [--time-budget SECONDS] [--no-plot] [--out benchmarks/results]
 
 Prints each configuration's rows as soon as they are measured, then the whole table. After every
@@ -17,7 +17,10 @@ support a problem falls back to the op's own choice). --time-budget stops before
 that would not finish in time; the results list the ones not run. --thp turns on torch's
 THP_MEM_ALLOC_ENABLE (huge pages for large CPU tensors) for every implementation alike: on VMs
 where a page fault is expensive, allocating a fresh 64 MB output costs more than computing it
-("out floor ms" shows that cost). With BITCODES_CUDA_EMULATOR set (the GPU checklist's dry run),
+("out floor ms" shows that cost). --reuse-memory runs the whole benchmark with glibc's allocator
+told to keep freed memory (harness.REUSE_MEMORY_TUNABLES, as jemalloc or tcmalloc would), so that
+no implementation's fresh outputs pay the OS's page faults and zeroing: the kernels' own speed,
+labelled as such in the results. With BITCODES_CUDA_EMULATOR set (the GPU checklist's dry run),
 our kernels run the CUDA sources on the CPU emulator: a check of the script, not a timing.
 """
 
@@ -30,6 +33,13 @@ import time
 # torch reads this once, at its first large allocation: set it before importing torch.
 if "--thp" in sys.argv:
     os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+# glibc reads its tunables when the process starts: run again with them set.
+if "--reuse-memory" in sys.argv and "GLIBC_TUNABLES" not in os.environ:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from harness import REUSE_MEMORY_TUNABLES
+
+    os.environ["GLIBC_TUNABLES"] = REUSE_MEMORY_TUNABLES
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 
 import torch  # noqa: E402
 from bitcodes_pytorch import Bitcodes as PackageBitcodes  # noqa: E402
@@ -340,6 +350,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a small grid and short timings: under a minute")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--thp", action="store_true", help="huge pages for large CPU tensors (all implementations)")
+    parser.add_argument("--reuse-memory", action="store_true",
+                        help="glibc keeps freed memory, so fresh outputs reuse pages (all implementations)")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--min-run-time", type=float, default=None)
     parser.add_argument("--time-budget", type=float, default=None, help="seconds: skip the configurations that would not fit")
@@ -378,7 +390,7 @@ def main():
     failed = partial = False
     for name in devices:
         device = torch.device(name)
-        suffix = ("-thp" if args.thp else "") + ("-quick" if args.quick else "") + ("" if args.dtype == "float32" else f"-{args.dtype}")
+        suffix = ("-thp" if args.thp else "") + ("-reuse" if args.reuse_memory else "") + ("-quick" if args.quick else "") + ("" if args.dtype == "float32" else f"-{args.dtype}")
         suffix += "-emulated" if emulated[name] else ""
 
         def stem(meta):

@@ -44,7 +44,8 @@ def header_lines(meta):
     header += f" {'GFLOP/s':>8} {'GB/s':>7} {'% bw':>6} {'roofline':>9} {'% roof':>7} {'out floor':>9}"
     return "\n".join([
         f"{meta['device']} ({meta['device_type']}), {meta['threads']} threads, torch {meta['torch']}, {meta['dtype']}, "
-        f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}",
+        f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}"
+        + (f", GLIBC_TUNABLES={meta['glibc_tunables']}" if meta.get('glibc_tunables') else ""),
         f"measured GEMM peak {meta['gemm_peak_gflops']:.1f} GFLOP/s, copy bandwidth {meta['copy_bandwidth_gbs']:.1f} GB/s",
         "",
         header,

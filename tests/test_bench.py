@@ -126,3 +126,15 @@ def test_results_files_are_validated(tmp_path):
     path.write_text(json.dumps([1, 2]))
     with pytest.raises(ValueError, match="bench_bitcodes.py results file"):
         results.load(path)
+
+
+def test_reuse_memory_runs_everything_under_the_allocator_tunables_and_says_so(native, tmp_path):
+    done = subprocess.run(bench(tmp_path, "--sizes", "64x8x2", "--backends", "reference,ours", "--no-plot", "--reuse-memory"),
+                          capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"})
+    assert done.returncode == 0, done.stderr
+    (path,) = tmp_path.glob("cpu-*-reuse.json")
+    meta, rows = results.load(path)
+    assert meta["glibc_tunables"] == harness.REUSE_MEMORY_TUNABLES
+    assert {r["implementation"] for r in rows} == {"reference", "bitcodes_ext"}
+    assert "memory reused" in subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), str(path)],
+                                             capture_output=True, text=True, check=True).stdout
