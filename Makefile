@@ -19,7 +19,8 @@
 #                   7. mutants-quick: a few planted bugs, each of which its tests must catch
 #                   8. pytest: the whole suite, with tests/test_gpu_session.py (the GPU checklist's
 #                      dry run); without a GPU it deselects what step 3 ran, and says so
-#   make bench    the main job: benchmarks against bitcodes-pytorch, nearest-code search, and the
+#   make bench    the main job: benchmarks against bitcodes-pytorch, nearest-code search, the binary
+#                 family's entropy term against vector-quantize-pytorch, and the
 #                 rate-distortion study (BENCH_ARGS=--quick for a shorter run; see each script's --help)
 #   make mutants  the whole mutation catalogue (long: a rebuild per mutant); writes tests/mutants-report.md
 PYTHON ?= python3
@@ -116,6 +117,7 @@ mutants-quick: install
 bench: install
 	$(PY) benchmarks/bench_bitcodes.py $(BENCH_ARGS)
 	$(PY) benchmarks/bench_vq.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_binary.py $(BENCH_ARGS)
 	$(PY) benchmarks/rate_distortion.py $(BENCH_ARGS)
 
 # The CPU ops as a plain C++ library against LibTorch, for this CPU's best capability (asked of
