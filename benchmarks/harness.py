@@ -73,14 +73,21 @@ def fresh_output_ms(shape, device, dtype=torch.float32):
 
 
 def cpu_name():
-    """The CPU's model and the widest ISA torch uses on it, e.g. "AMD EPYC (AVX512)"."""
+    """The CPU's model, its family, the ISA torch uses on it and the one our CPU kernels were loaded
+    for, e.g. "AMD EPYC, family 25 (torch AVX512, ours AVX2)"."""
     model = platform.processor() or platform.machine()
     try:
         model = next(line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
                      if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{model} ({torch.backends.cpu.get_cpu_capability().upper()})"
+    import bitcodes_ext  # noqa: PLC0415 (after the benchmark set BITCODES_CPU_CAPABILITY, if it does)
+    from bitcodes_ext import _extension  # noqa: PLC0415
+
+    family = _extension.cpu_family()
+    ours = bitcodes_ext.backend_info()["cpu_capability"]
+    return (f"{model}{f', family {family[1]}' if family else ''} "
+            f"(torch {torch.backends.cpu.get_cpu_capability().upper()}, ours {ours})")
 
 
 # glibc's malloc without mmap for large blocks and without returning freed memory to the OS:

@@ -4,8 +4,9 @@
 - _cpu_default, _cpu_avx2, _cpu_avx512: the CPU kernels, one build per instruction set.
 
 Exactly one CPU module is imported per process (importing registers its kernels; a second
-would register the same ops again): the best that is built and that this CPU supports, or the
-one BITCODES_CPU_CAPABILITY=default|avx2|avx512 asks for. No instructions of a capability the
+would register the same ops again): the fastest that is built and that this CPU supports (the
+highest, except on the CPU families of PREFERRED_CAPABILITY), or the one
+BITCODES_CPU_CAPABILITY=default|avx2|avx512 asks for. No instructions of a capability the
 CPU lacks are ever loaded, so an older CPU gets a slower path, never an illegal instruction.
 """
 
@@ -41,6 +42,25 @@ COMPILED_CUDA_ARCHS = getattr(_C, "cuda_archs", None)
 BUILT_WITH_TORCH = getattr(_C, "torch_version", None)
 
 
+# CPU families where a lower capability measured faster than the highest one the CPU supports:
+# (vendor, family) -> the capability to load. AMD family 25 with AVX-512 is Zen 4, which runs
+# 512-bit vectors as two 256-bit halves: there our AVX2 build ran 3-5% faster at the large points
+# of the benchmark grid and 27% faster at (8192, 64, 8), where AVX-512 pads 8 bits to 16 lanes
+# (benchmarks/NOTES.md, "CPU roofline on AMD Zen 4").
+PREFERRED_CAPABILITY = {("AuthenticAMD", 25): "AVX2"}
+
+
+def cpu_family():
+    """(vendor, family) of this CPU from /proc/cpuinfo, or None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = dict(line.split(":", 1) for line in f.read().split("\n\n", 1)[0].splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        return fields["vendor_id"], int(fields["cpu family"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def _requested_capability():
     wanted = os.environ.get(CAPABILITY_VARIABLE, "").strip()
     if not wanted:
@@ -71,7 +91,8 @@ def _choose_cpu_capability():
     usable = [c for c in built if c in supported]
     if not usable:
         return None, f"no CPU kernels built for this CPU (this CPU supports: {_names(supported)}; built: {_names(built)})"
-    return usable[-1], None
+    preferred = PREFERRED_CAPABILITY.get(cpu_family())
+    return (preferred if preferred in usable else usable[-1]), None
 
 
 def _load_cpu_kernels():

@@ -48,7 +48,8 @@ def test_the_capability_asked_for_or_the_best_is_loaded(native):
         assert info["cpu_capabilities_built"] == (CAPABILITIES if X86 else ["DEFAULT"])
     asked = os.environ.get("BITCODES_CPU_CAPABILITY")
     usable = [c for c in info["cpu_capabilities_built"] if c in info["cpu_capabilities_supported"]]
-    assert info["cpu_capability"] == (asked.upper() if asked else usable[-1])
+    preferred = _extension.PREFERRED_CAPABILITY.get(_extension.cpu_family())
+    assert info["cpu_capability"] == (asked.upper() if asked else preferred if preferred in usable else usable[-1])
     assert torch._C._dispatch_has_kernel_for_dispatch_key("bitcodes_ext::vq", "CPU")
 
 
@@ -161,7 +162,8 @@ def chooser(monkeypatch):
     return choose
 
 
-def test_choice_of_capability(native, chooser):
+def test_choice_of_capability(native, chooser, monkeypatch):
+    monkeypatch.setattr(_extension, "cpu_family", lambda: ("GenuineIntel", 6))
     everything = CAPABILITIES
     assert chooser(None, everything, everything) == ("AVX512", None)
     assert chooser(None, ["DEFAULT", "AVX2"], everything) == ("AVX2", None)  # an AVX2 machine
@@ -170,6 +172,28 @@ def test_choice_of_capability(native, chooser):
     assert chooser(" Default ", everything, everything) == ("DEFAULT", None)
     capability, reason = chooser(None, ["DEFAULT", "AVX2"], ["AVX512"])
     assert capability is None and reason == "no CPU kernels built for this CPU (this CPU supports: default, avx2; built: avx512)"
+
+
+def test_a_cpu_family_where_a_lower_capability_is_faster_loads_it(native, chooser, monkeypatch):
+    everything = CAPABILITIES
+    monkeypatch.setattr(_extension, "cpu_family", lambda: ("AuthenticAMD", 25))  # Zen 4
+    assert chooser(None, everything, everything) == ("AVX2", None)
+    assert chooser(None, everything, ["DEFAULT", "AVX512"]) == ("AVX512", None)  # AVX2 not built
+    assert chooser("avx512", everything, everything) == ("AVX512", None)  # asking still wins
+    monkeypatch.setattr(_extension, "cpu_family", lambda: ("AuthenticAMD", 26))  # Zen 5: full-width AVX-512
+    assert chooser(None, everything, everything) == ("AVX512", None)
+    monkeypatch.setattr(_extension, "cpu_family", lambda: None)  # unknown: the highest
+    assert chooser(None, everything, everything) == ("AVX512", None)
+
+
+def test_cpu_family_reads_this_cpu(native):
+    family = _extension.cpu_family()
+    if not pathlib.Path("/proc/cpuinfo").exists():
+        assert family is None  # no preference where the family cannot be read
+        return
+    vendor, number = family
+    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+    assert f"vendor_id\t: {vendor}" in cpuinfo and f"cpu family\t: {number}" in cpuinfo
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,11 @@ def test_unknown_arguments_are_refused(tmp_path, bad):
 
 
 def test_a_benchmark_stopped_by_its_budget_is_partial(tmp_path):
-    done, out, summary, steps, _ = run_session(tmp_path, "--steps", "bench", GPU_SESSION_BENCH_BUDGET_S="20")
+    # A cold Inductor cache: the first configuration's torch.compile (which its budget counts,
+    # though the stop rule's estimate does not) then outlasts the budget wherever the test runs;
+    # with a warm cache the whole dry-run grid fits in seconds and nothing would be stopped.
+    done, out, summary, steps, _ = run_session(tmp_path, "--steps", "bench", GPU_SESSION_BENCH_BUDGET_S="8",
+                                               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor-cache"))
     assert done.returncode == 2, summary
     assert steps["bench"].startswith("partial (exit 2)"), summary
     assert "result: partial (bench)" in summary

@@ -196,7 +196,7 @@ else
   # A carried build that does not fit this machine is rebuilt here, not a failure.
   if ! OPTIONAL=1 run_step kernels "${MIN_S[kernels]}" "${MAX_S[kernels]}" "$PY" tools/session_env.py kernels --cuda --report "$SUMMARY"; then
     note "the build in the tree does not fit this machine: building it here"
-    # The capabilities the carried build has; the import loads the best this CPU supports.
+    # The capabilities the carried build has; the import loads the fastest this CPU supports (bitcodes_ext/_extension.py).
     required build "${MIN_S[build]}" "${MAX_S[build]}" env TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=16 \
       BITCODES_BUILD_CPU_CAPABILITIES=avx2,avx512 "$PY" setup.py build_ext --build-lib .
     required kernels-built "${MIN_S[kernels]}" "${MAX_S[kernels]}" "$PY" tools/session_env.py kernels --cuda --report "$SUMMARY"
