@@ -8,9 +8,9 @@ test: add the test, never weaken or delete the mutant.
 Files with arithmetic that have no mutant here, and why:
 - csrc/cpu/output_memory.h: its arithmetic only picks the address range of a madvise() hint,
   which changes no value any op returns (a mutant there is equivalent).
-- bitcodes_ext/_extension.py: being restructured (one module per CPU capability); its capability
-  comparison is checked by test_build.py, which fails in CI (and here: the runner sets CI=1)
-  when the kernels do not load.
+- bitcodes_ext/_extension.py: beyond the preference mutant below, its capability comparison is
+  checked by test_build.py, which fails in CI (and here: the runner sets CI=1) when the kernels
+  do not load.
 - bitcodes_ext/vq.py, info.py, __init__.py, csrc/bitcodes.cpp, csrc/python_module.cpp: no
   arithmetic.
 """
@@ -35,6 +35,7 @@ COVERS = (
     "bad input",
     "package compatibility",
     "binary entropy",
+    "CPU dispatch",
 )
 
 
@@ -454,6 +455,12 @@ MUTANTS = (
         "            row += rows\n", "            row = rows\n",
         "binary entropy", "the backward writes the third and later chunks' gradients over the second's rows",
         (f"{ENTROPY}::test_chunks_cover_every_token_once",),
+    ),
+    Mutant(
+        "dispatch-ignores-preference", "bitcodes_ext/_extension.py",
+        "return (preferred if preferred in usable else usable[-1]), None", "return usable[-1], None",
+        "CPU dispatch", "a CPU family where a lower capability measured faster (Zen 4) loads the highest anyway",
+        ("tests/test_build.py::test_a_cpu_family_where_a_lower_capability_is_faster_loads_it",), quick=True,
     ),
     Mutant(
         "entropy-zero-usage", "bitcodes_ext/entropy.py",
