@@ -18,7 +18,7 @@ that would not finish in time; the results list the ones not run. --thp turns on
 THP_MEM_ALLOC_ENABLE (huge pages for large CPU tensors) for every implementation alike: on VMs
 where a page fault is expensive, allocating a fresh 64 MB output costs more than computing it
 ("out floor ms" shows that cost). --reuse-memory runs the whole benchmark with glibc's allocator
-told to keep freed memory (harness.REUSE_MEMORY_TUNABLES, as jemalloc or tcmalloc would), so that
+told to keep freed memory (REUSE_MEMORY_TUNABLES, as jemalloc or tcmalloc would), so that
 no implementation's fresh outputs pay the OS's page faults and zeroing: the kernels' own speed,
 labelled as such in the results. With BITCODES_CUDA_EMULATOR set (the GPU checklist's dry run),
 our kernels run the CUDA sources on the CPU emulator: a check of the script, not a timing.
@@ -33,11 +33,13 @@ import time
 # torch reads this once, at its first large allocation: set it before importing torch.
 if "--thp" in sys.argv:
     os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
-# glibc reads its tunables when the process starts: run again with them set.
-if "--reuse-memory" in sys.argv and "GLIBC_TUNABLES" not in os.environ:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from harness import REUSE_MEMORY_TUNABLES
-
+# glibc's malloc without mmap for large blocks and without returning freed memory to the OS:
+# a freed output's pages serve the next allocation, so no fault and no kernel zeroing (on this
+# kind of VM a fresh 64 MB tensor costs ~20 ms of them, 4 KB pages, against ~2 ms to write it).
+REUSE_MEMORY_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.top_pad=268435456"
+# glibc reads its tunables when the process starts: run again with them set (before torch's
+# import, which the first process need not pay).
+if "--reuse-memory" in sys.argv and os.environ.get("GLIBC_TUNABLES") != REUSE_MEMORY_TUNABLES:
     os.environ["GLIBC_TUNABLES"] = REUSE_MEMORY_TUNABLES
     os.execv(sys.executable, [sys.executable] + sys.argv)
 

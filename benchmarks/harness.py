@@ -90,12 +90,6 @@ def cpu_name():
             f"(torch {torch.backends.cpu.get_cpu_capability().upper()}, ours {ours})")
 
 
-# glibc's malloc without mmap for large blocks and without returning freed memory to the OS:
-# a freed output's pages serve the next allocation, so no fault and no kernel zeroing (on this
-# kind of VM a fresh 64 MB tensor costs ~20 ms of them, 4 KB pages, against ~2 ms to write it).
-REUSE_MEMORY_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.top_pad=268435456"
-
-
 def describe(device, threads, peak, bandwidth, dtype_name):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return dict(

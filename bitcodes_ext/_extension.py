@@ -52,10 +52,14 @@ PREFERRED_CAPABILITY = {("AuthenticAMD", 25): "AVX2"}
 
 def cpu_family():
     """(vendor, family) of this CPU from /proc/cpuinfo, or None where it cannot be read."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
-            fields = dict(line.split(":", 1) for line in f.read().split("\n\n", 1)[0].splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
+            for line in f:  # the first processor's block is enough: read no further
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
         return fields["vendor_id"], int(fields["cpu family"])
     except (OSError, KeyError, ValueError):
         return None

@@ -134,7 +134,7 @@ def test_reuse_memory_runs_everything_under_the_allocator_tunables_and_says_so(n
     assert done.returncode == 0, done.stderr
     (path,) = tmp_path.glob("cpu-*-reuse.json")
     meta, rows = results.load(path)
-    assert meta["glibc_tunables"] == harness.REUSE_MEMORY_TUNABLES
+    assert meta["glibc_tunables"] == bench_bitcodes.REUSE_MEMORY_TUNABLES
     assert {r["implementation"] for r in rows} == {"reference", "bitcodes_ext"}
     assert "memory reused" in subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), str(path)],
                                              capture_output=True, text=True, check=True).stdout
