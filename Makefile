@@ -92,6 +92,8 @@ wheel-test: install
 # are built with -fsanitize=address,undefined; any report aborts the run. Not the soak test:
 # it measures RSS, which ASan's quarantine of freed memory inflates (and it is by far the slowest
 # test under ASan). --capture=sys: a report goes to the terminal, not to a capture the abort loses.
+# The output cache is off for the kernel tests, so that ASan sees every output freed, and on for
+# its own tests.
 SANITIZE_DIR := build/sanitize
 SOAK_TEST := tests/test_determinism.py::test_soak_10000_training_steps_without_memory_growth
 sanitize: install
@@ -104,7 +106,8 @@ sanitize: install
 	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
 	export BITCODES_CPU_CAPABILITY=$$best; \
 	$(PY) -m tools.check_sanitized $$best; \
-	$(PY) -m pytest -q -p no:cacheprovider --capture=sys $(CPU_KERNEL_TESTS) --deselect $(SOAK_TEST)
+	BITCODES_CPU_OUTPUT_CACHE_MB=0 $(PY) -m pytest -q -p no:cacheprovider --capture=sys $(CPU_KERNEL_TESTS) --deselect $(SOAK_TEST); \
+	$(PY) -m pytest -q -p no:cacheprovider --capture=sys tests/test_output_cache.py
 
 # Each bug of tools/mutant_catalogue.py planted in turn in a copy of the tree (build/mutants/), the
 # CPU kernels (or the CUDA emulator) rebuilt there, and the suite run until a test fails.

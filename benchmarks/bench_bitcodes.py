@@ -20,7 +20,9 @@ where a page fault is expensive, allocating a fresh 64 MB output costs more than
 ("out floor ms" shows that cost). --reuse-memory runs the whole benchmark with glibc's allocator
 told to keep freed memory (REUSE_MEMORY_TUNABLES, as jemalloc or tcmalloc would), so that
 no implementation's fresh outputs pay the OS's page faults and zeroing: the kernels' own speed,
-labelled as such in the results. With BITCODES_CUDA_EMULATOR set (the GPU checklist's dry run),
+labelled as such in the results. Our CPU ops also reuse their own freed outputs (the output
+cache of bitcodes_ext.memory; BITCODES_CPU_OUTPUT_CACHE_MB=0 turns it off), which the results
+record as our_output_cache_mb. With BITCODES_CUDA_EMULATOR set (the GPU checklist's dry run),
 our kernels run the CUDA sources on the CPU emulator: a check of the script, not a timing.
 """
 

@@ -97,4 +97,12 @@ def describe(device, threads, peak, bandwidth, dtype_name):
         gemm_peak_gflops=peak, copy_bandwidth_gbs=bandwidth, date=time.strftime("%Y-%m-%d"),
         thp_mem_alloc=os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
         glibc_tunables=os.environ.get("GLIBC_TUNABLES", ""),
+        our_output_cache_mb=our_output_cache_mb() if device.type == "cpu" else None,
     )
+
+
+def our_output_cache_mb():
+    """The cap of our CPU ops' cache of freed outputs (bitcodes_ext.memory): the baselines have none."""
+    from bitcodes_ext import memory  # noqa: PLC0415
+
+    return memory.cpu_output_cache_limit_bytes() >> 20

@@ -45,7 +45,8 @@ def header_lines(meta):
     return "\n".join([
         f"{meta['device']} ({meta['device_type']}), {meta['threads']} threads, torch {meta['torch']}, {meta['dtype']}, "
         f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}"
-        + (f", GLIBC_TUNABLES={meta['glibc_tunables']}" if meta.get('glibc_tunables') else ""),
+        + (f", GLIBC_TUNABLES={meta['glibc_tunables']}" if meta.get('glibc_tunables') else "")
+        + (f", ours: output cache {meta['our_output_cache_mb']} MB" if meta.get("our_output_cache_mb") else ""),
         f"measured GEMM peak {meta['gemm_peak_gflops']:.1f} GFLOP/s, copy bandwidth {meta['copy_bandwidth_gbs']:.1f} GB/s",
         "",
         header,

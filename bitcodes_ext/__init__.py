@@ -1,6 +1,6 @@
 """bitcodes_ext: vector quantization with binary codes, on fused C++/CUDA kernels."""
 
-from . import _extension, codec, functional, reference
+from . import _extension, codec, functional, memory, reference
 from .bits import pack_bits, to_bits, to_decimal, unpack_bits
 from .entropy import binary_entropy
 from .info import backend_info
@@ -25,6 +25,7 @@ __all__ = [
     "codec",
     "functional",
     "kmeans",
+    "memory",
     "pack_bits",
     "reference",
     "to_bits",

@@ -100,18 +100,18 @@ def _choose_cpu_capability():
 
 
 def _load_cpu_kernels():
-    """(the loaded module's capability or None, why none)."""
+    """(the loaded module or None, why none)."""
     capability, reason = _choose_cpu_capability()
     if capability is None:
         return None, reason
     try:
-        module = importlib.import_module(_cpu_module(capability))
+        return importlib.import_module(_cpu_module(capability)), None
     except ImportError as error:
         return None, f"{type(error).__name__}: {error}"
-    return module.cpu_capability, None
 
 
-CPU_CAPABILITY, CPU_LOAD_ERROR = _load_cpu_kernels()
+CPU_MODULE, CPU_LOAD_ERROR = _load_cpu_kernels()
+CPU_CAPABILITY = CPU_MODULE.cpu_capability if CPU_MODULE is not None else None
 
 
 def _registered(dispatch_key: str) -> bool:

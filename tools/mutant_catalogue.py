@@ -6,8 +6,8 @@ alone in quick mode, where they must catch it by themselves. A surviving mutant 
 test: add the test, never weaken or delete the mutant.
 
 Files with arithmetic that have no mutant here, and why:
-- csrc/cpu/output_memory.h: its arithmetic only picks the address range of a madvise() hint,
-  which changes no value any op returns (a mutant there is equivalent).
+- csrc/cpu/output_memory.cpp: the rounding to 2 MB and the madvise() hint change no value any
+  op returns (mutants there are equivalent); its cache bookkeeping has the mutants below.
 - bitcodes_ext/_extension.py: beyond the preference mutant below, its capability comparison is
   checked by test_build.py, which fails in CI (and here: the runner sets CI=1) when the kernels
   do not load.
@@ -36,6 +36,7 @@ COVERS = (
     "package compatibility",
     "binary entropy",
     "CPU dispatch",
+    "output cache",
 )
 
 
@@ -67,6 +68,7 @@ CUDA_VQ = "tests/test_cuda_vq.py"
 CUDA_TILES = "tests/test_cuda_tiles.py"
 ENTROPY = "tests/test_binary_entropy.py"
 LFQ = "tests/test_lookup_free.py"
+OUTPUT_CACHE = "tests/test_output_cache.py"
 
 MUTANTS = (
     # ---- csrc/cpu/microkernels.h: threshold, straight-through terms, projections, sums ----
@@ -511,5 +513,30 @@ MUTANTS = (
         "self.metric) / self.temperature", "self.metric) * self.temperature",
         "binary entropy", "Bitcodes.bit_logits multiplies by the temperature instead of dividing",
         ("tests/test_bit_logits.py::test_values_are_the_margin_over_the_temperature",),
+    ),
+    # ---- csrc/cpu/output_memory.cpp: the cache of freed output blocks ----
+    Mutant(
+        "cache-hands-a-block-out-twice", "csrc/cpu/output_memory.cpp",
+        "      free_.erase(it);\n", "",
+        "output cache", "a cached block stays in the cache when taken: two live outputs share memory",
+        (f"{OUTPUT_CACHE}::test_live_outputs_never_share_memory",), quick=True,
+    ),
+    Mutant(
+        "cache-takes-a-smaller-block", "csrc/cpu/output_memory.cpp",
+        "if ((*it)->bytes != bytes) continue;", "if ((*it)->bytes < bytes / 4) continue;",
+        "output cache", "an output takes a cached block smaller than itself",
+        (f"{OUTPUT_CACHE}::test_a_block_serves_only_outputs_of_its_size",),
+    ),
+    Mutant(
+        "cache-ignores-its-limit", "csrc/cpu/output_memory.cpp",
+        "while (cached_bytes_ > size_t(limit_bytes))", "while (cached_bytes_ > size_t(2 * limit_bytes))",
+        "output cache", "the cache holds up to twice its limit",
+        (f"{OUTPUT_CACHE}::test_the_cache_keeps_to_its_limit",),
+    ),
+    Mutant(
+        "cache-miscounts-a-taken-block", "csrc/cpu/output_memory.cpp",
+        "      cached_bytes_ -= bytes;\n", "",
+        "output cache", "a block taken from the cache still counts towards its bytes (and its limit)",
+        (f"{OUTPUT_CACHE}::test_a_freed_output_serves_the_next_one_and_is_overwritten",),
     ),
 )

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "../codebook_terms.h"
+#include "output_memory.h"
 #include "prepared_codebook.h"
 #include "tiles.h"
 
@@ -40,12 +41,12 @@ inline void for_each_chunk_tile(int64_t chunk, int64_t chunks, int64_t num_token
   }
 }
 
-// One row of partial sums per chunk of tokens. Each chunk zeroes its own row in the kernel
-// (first touched by the thread that fills it); without tokens no kernel runs, so zero here.
+// One row of partial sums per chunk of tokens, from the output cache (up to 64 MB a call). Each
+// chunk zeroes its own row in the kernel; without tokens no kernel runs, so zero here.
 inline at::Tensor make_partials(int64_t num_tokens, const PreparedCodebook& cb, const at::TensorOptions& acc) {
   const int64_t row = partial_row_size(cb.padded_bits, cb.features);
   const int64_t chunks = num_chunks(num_tokens, row * int64_t(acc.dtype().itemsize()));
-  return num_tokens > 0 ? at::empty({chunks, row}, acc) : at::zeros({chunks, row}, acc);
+  return num_tokens > 0 ? empty_output({chunks, row}, acc) : at::zeros({chunks, row}, acc);
 }
 
 // Adds the chunk rows in chunk order, so the result does not depend on the thread count.

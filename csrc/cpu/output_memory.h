@@ -1,37 +1,33 @@
-// Fresh outputs for the CPU ops.
+// Outputs for the CPU ops, from memory that earlier outputs have freed.
 //
-// A large new tensor is fresh memory from the OS: the first write to each 4 KB page faults,
-// and on virtual machines those faults can cost more than the kernel that fills the tensor
-// (64 MB: ~35 ms of faults against ~5 ms of writes, measured on the development VM). Asking
-// for transparent huge pages on the untouched pages before the kernel writes them cuts the
-// fault count by 512. This is what torch's THP_MEM_ALLOC_ENABLE does for every allocation;
-// here it is done for our own outputs only.
+// A large new tensor is fresh memory from the OS: the first write to each page faults, and on
+// virtual machines those faults can cost more than the kernel that fills the tensor (a fresh
+// 64 MB tensor: ~20 ms to fill with huge pages, ~2 ms reused; benchmarks/NOTES.md). glibc
+// returns every freed block of 32 MB or more to the OS, so a layer called in a loop would fault
+// its outputs in on every call. So outputs of kCachedBytes or more come from blocks that freed
+// outputs hand back to a cache (huge-page advice once per block), capped at
+// BITCODES_CPU_OUTPUT_CACHE_MB (default kDefaultCacheMB, 0 turns it off); smaller ones
+// from torch's allocator.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
 namespace bitcodes_ext::cpu {
 
-inline at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  auto out = at::empty(sizes, options);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
-  const size_t bytes = out.nbytes();
-  if (bytes >= 4 * kHugePage) {
-    const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
-    const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
-    const uintptr_t last = (begin + bytes) & ~(kHugePage - 1);
-    // Advice only: where it is refused (THP off, memory already touched) nothing changes.
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-  }
-#endif
-  return out;
-}
+constexpr int64_t kCachedBytes = int64_t(1) << 20;
+constexpr int64_t kDefaultCacheMB = 1024;
+constexpr const char* kCacheLimitVariable = "BITCODES_CPU_OUTPUT_CACHE_MB";
+
+// An uninitialised tensor: the kernel writes every element.
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
+
+// Bytes held by the cache (freed blocks, not the live outputs), and the cap on them.
+int64_t cached_output_bytes();
+int64_t output_cache_limit_bytes();
+
+// Frees the cached blocks to the OS; returns how many bytes that was.
+int64_t release_cached_outputs();
 
 }  // namespace bitcodes_ext::cpu
