@@ -51,8 +51,9 @@ def table(path):
         f"{meta['date']}; GEMM peak {meta['gemm_peak_gflops']:.0f} GFLOP/s, copy {meta['copy_bandwidth_gbs']:.1f} GB/s, "
         f"THP_MEM_ALLOC_ENABLE={meta['thp_mem_alloc']}"
         + (" and memory reused (GLIBC_TUNABLES, --reuse-memory)" if meta.get("glibc_tunables") else "")
-        + (f"; ours reuses its own freed outputs (output cache of {meta['our_output_cache_mb']} MB), the others do not"
-           if meta.get("our_output_cache_mb") else "") + ". Median ms."
+        + (f"; ours reuses its own freed outputs (output cache of {meta['our_output_cache_mb']} MB)"
+           + ("" if meta.get("glibc_tunables") else ", the others do not") if meta.get("our_output_cache_mb") else "")
+        + ". Median ms."
     ]
     if meta.get("not_run") or meta.get("errors"):
         lines[0] += f" Partial: {len(meta.get('not_run', []))} configurations not run, {len(meta.get('errors', []))} failed."
