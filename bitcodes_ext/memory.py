@@ -1,6 +1,6 @@
 """The CPU ops' output cache.
 
-Outputs of 1 MB and more of the compiled CPU ops (y, bits, dx, ...) take memory that earlier
+Outputs of 2 MB and more of the compiled CPU ops (y, bits, dx, ...) take memory that earlier
 outputs freed, instead of fresh pages from the OS, whose first touch costs more than the kernel
 on some machines (benchmarks/NOTES.md). The cache holds freed blocks up to
 BITCODES_CPU_OUTPUT_CACHE_MB (read at the first large output; default 1024, 0 turns it off).

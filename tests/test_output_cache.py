@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ def random_bits(tokens, seed):
 
 @pytest.fixture
 def empty_cache(native):
+    assert memory.cpu_output_cache_limit_bytes() >= 64 * MB, "these tests need the cache on: unset BITCODES_CPU_OUTPUT_CACHE_MB"
     memory.release_cpu_output_cache()
     yield
     memory.release_cpu_output_cache()
@@ -70,10 +72,28 @@ def test_a_block_serves_only_outputs_of_its_size(empty_cache):
     assert memory.cpu_output_cache_bytes() == 2 * MB
 
 
-def test_small_outputs_bypass_the_cache(empty_cache):
-    y = decode(random_bits(1000, 5), 128)  # 0.5 MB
+def test_outputs_below_one_block_bypass_the_cache(empty_cache):
+    y = decode(random_bits(4096, 5), 96)  # 1.5 MB: a 2 MB block would waste a quarter of it
     del y
     assert memory.cpu_output_cache_bytes() == 0
+
+
+def test_outputs_freed_on_other_threads_return_to_the_cache(empty_cache):
+    outputs = [decode(random_bits(4096, seed), 256) for seed in range(3)]
+    addresses = {y.data_ptr() for y in outputs}
+    thread = threading.Thread(target=outputs.clear)
+    thread.start()
+    thread.join()
+    assert memory.cpu_output_cache_bytes() == 12 * MB
+    assert decode(random_bits(4096, 9), 256).data_ptr() in addresses
+
+
+def test_a_resized_output_keeps_its_values_and_returns_its_old_block(empty_cache):
+    y = decode(random_bits(4096, 6), 256)  # 4 MB
+    before = y.clone()
+    y.resize_(4096, 512)  # 8 MB: a new block from the cache's allocator, the old one returned
+    assert memory.cpu_output_cache_bytes() == 4 * MB
+    torch.testing.assert_close(y.view(-1)[: before.numel()], before.view(-1), rtol=0, atol=0)
 
 
 def test_release_frees_every_cached_block(empty_cache):
@@ -84,17 +104,19 @@ def test_release_frees_every_cached_block(empty_cache):
     assert memory.cpu_output_cache_bytes() == 0
 
 
-def test_a_training_step_reuses_its_outputs_with_the_same_gradients(native):
+def test_a_training_step_reuses_its_outputs_with_the_same_gradients(empty_cache):
     torch.manual_seed(0)
     layer = bitcodes_ext.Bitcodes(256, NUM_BITS, 1.0)
     x = torch.randn(4096, 256, requires_grad=True)
     noise = torch.randn(4096, NUM_BITS)
-    grads = []
+    grads, addresses = [], []
     for _ in range(3):
         y = torch.ops.bitcodes_ext.forward(x, layer.codebook, noise, 1.0, True, False, torch.int64)[0]
         (x_grad, codebook_grad) = torch.autograd.grad(y, (x, layer.codebook), torch.ones_like(y))
         grads.append((x_grad, codebook_grad))
+        addresses.append(y.data_ptr())
         del y
+    assert addresses[1] == addresses[0] and addresses[2] == addresses[0]  # each step's y in the last one's block
     for x_grad, codebook_grad in grads[1:]:
         torch.testing.assert_close(x_grad, grads[0][0], rtol=0, atol=0)
         torch.testing.assert_close(codebook_grad, grads[0][1], rtol=0, atol=0)
@@ -121,7 +143,22 @@ def test_the_cache_keeps_to_its_limit(native, limit, held):
     assert result.stdout.split() == [str(int(limit) * MB), str(held)]
 
 
-def test_a_bad_limit_names_the_variable(native):
-    result = run_with_limit("lots", FREE_FOUR_4MB_OUTPUTS)
+def test_past_its_limit_the_cache_gives_back_the_oldest_block(native):
+    result = run_with_limit("4", """
+        codebook = torch.randn(2 * 12, 256)
+        decode = lambda: torch.ops.bitcodes_ext.decode(torch.randint(0, 2, (4096, 12)), codebook)  # 4 MB
+        older, newer = decode(), decode()
+        addresses = [older.data_ptr(), newer.data_ptr()]
+        del older
+        del newer  # 8 MB cached past a 4 MB limit: the older block goes
+        print(memory.cpu_output_cache_bytes(), addresses.index(decode().data_ptr()))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(4 * MB), "1"]
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "99999999999999999999"])
+def test_a_bad_limit_names_the_variable(native, value):
+    result = run_with_limit(value, FREE_FOUR_4MB_OUTPUTS)
     assert result.returncode != 0
     assert "BITCODES_CPU_OUTPUT_CACHE_MB must be a whole number of MB" in result.stderr

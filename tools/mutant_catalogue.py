@@ -6,8 +6,9 @@ alone in quick mode, where they must catch it by themselves. A surviving mutant 
 test: add the test, never weaken or delete the mutant.
 
 Files with arithmetic that have no mutant here, and why:
-- csrc/cpu/output_memory.cpp: the rounding to 2 MB and the madvise() hint change no value any
-  op returns (mutants there are equivalent); its cache bookkeeping has the mutants below.
+- csrc/cpu/output_memory.cpp: the rounding to 2 MB, the madvise() hint and the debugging fill
+  of uninitialised memory change no value any op returns (every kernel writes every element; mutants
+  there are equivalent); its cache bookkeeping has the mutants below.
 - bitcodes_ext/_extension.py: beyond the preference mutant below, its capability comparison is
   checked by test_build.py, which fails in CI (and here: the runner sets CI=1) when the kernels
   do not load.
@@ -517,13 +518,13 @@ MUTANTS = (
     # ---- csrc/cpu/output_memory.cpp: the cache of freed output blocks ----
     Mutant(
         "cache-hands-a-block-out-twice", "csrc/cpu/output_memory.cpp",
-        "      free_.erase(it);\n", "",
+        "      unlink(block);\n", "",
         "output cache", "a cached block stays in the cache when taken: two live outputs share memory",
         (f"{OUTPUT_CACHE}::test_live_outputs_never_share_memory",), quick=True,
     ),
     Mutant(
         "cache-takes-a-smaller-block", "csrc/cpu/output_memory.cpp",
-        "if ((*it)->bytes != bytes) continue;", "if ((*it)->bytes < bytes / 4) continue;",
+        "if (block->bytes != bytes) continue;", "if (block->bytes < bytes / 4) continue;",
         "output cache", "an output takes a cached block smaller than itself",
         (f"{OUTPUT_CACHE}::test_a_block_serves_only_outputs_of_its_size",),
     ),
@@ -535,8 +536,14 @@ MUTANTS = (
     ),
     Mutant(
         "cache-miscounts-a-taken-block", "csrc/cpu/output_memory.cpp",
-        "      cached_bytes_ -= bytes;\n", "",
+        "    cached_bytes_ -= block->bytes;\n", "",
         "output cache", "a block taken from the cache still counts towards its bytes (and its limit)",
         (f"{OUTPUT_CACHE}::test_a_freed_output_serves_the_next_one_and_is_overwritten",),
+    ),
+    Mutant(
+        "cache-evicts-the-newest", "csrc/cpu/output_memory.cpp",
+        "Block* old = oldest_;", "Block* old = newest_;",
+        "output cache", "past its limit the cache gives back the block just freed instead of the oldest",
+        (f"{OUTPUT_CACHE}::test_past_its_limit_the_cache_gives_back_the_oldest_block",),
     ),
 )

@@ -1,17 +1,20 @@
 // The CPU ops' output cache (output_memory.h says why it exists).
 #include "output_memory.h"
 
+#include <ATen/Context.h>
 #include <ATen/EmptyTensor.h>
+#include <ATen/native/TensorFactories.h>
 #include <c10/core/Allocator.h>
 #include <c10/util/Exception.h>
 
+#include <cerrno>
 #include <cstdlib>
-#include <list>
+#include <limits>
 #include <mutex>
 #include <new>
-#include <string>
 
 #ifdef __linux__
+#include <pthread.h>
 #include <sys/mman.h>
 #endif
 
@@ -35,23 +38,47 @@ int64_t read_limit_bytes() {
   const char* value = std::getenv(kCacheLimitVariable);
   if (value == nullptr || *value == '\0') return kDefaultCacheMB << 20;
   char* end = nullptr;
+  errno = 0;
   const long long mb = std::strtoll(value, &end, 10);
-  TORCH_CHECK(*end == '\0' && mb >= 0, kCacheLimitVariable, " must be a whole number of MB, 0 or more; got '",
-              value, "'");
+  TORCH_CHECK(*end == '\0' && errno == 0 && mb >= 0 && mb <= (std::numeric_limits<int64_t>::max() >> 20),
+              kCacheLimitVariable, " must be a whole number of MB, 0 or more; got '", value, "'");
   return int64_t(mb) << 20;
 }
 
+class OutputCache;
+OutputCache& cache();
+
+// A block and its links in the cache's list of freed blocks (intrusive, so that returning a
+// block, which runs in a tensor's deleter, never allocates).
 struct Block {
   void* data;
   size_t bytes;
+  Block* newer = nullptr;
+  Block* older = nullptr;
 };
 
 class OutputCache final : public c10::Allocator {
  public:
+  OutputCache() {
+#ifdef __linux__
+    // A fork while another thread holds the lock would leave the child's copy locked forever.
+    pthread_atfork([] { cache().mutex_.lock(); }, [] { cache().mutex_.unlock(); }, [] { cache().mutex_.unlock(); });
+#endif
+  }
+
   c10::DataPtr allocate(size_t n) override {
     const size_t bytes = round_to_blocks(n);
     Block* block = take(bytes);
-    if (block == nullptr) block = new Block{fresh(bytes), bytes};
+    if (block == nullptr) {
+      void* data = fresh(bytes);
+      if (data == nullptr) {  // cached blocks of other sizes may be what is missing
+        release();
+        data = fresh(bytes);
+      }
+      TORCH_CHECK_WITH(OutOfMemoryError, data != nullptr, "bitcodes_ext: out of memory allocating ", bytes,
+                       " bytes for a CPU output");
+      block = new Block{data, bytes};
+    }
     return {block->data, block, &return_to_cache, c10::Device(c10::DeviceType::CPU)};
   }
 
@@ -63,16 +90,19 @@ class OutputCache final : public c10::Allocator {
   }
 
   int64_t release() {
-    std::list<Block*> freed;
+    Block* freed = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      freed.swap(free_);
+      freed = newest_;
+      newest_ = oldest_ = nullptr;
       cached_bytes_ = 0;
     }
     int64_t bytes = 0;
-    for (Block* block : freed) {
-      bytes += int64_t(block->bytes);
-      destroy(block);
+    while (freed != nullptr) {
+      Block* next = freed->older;
+      bytes += int64_t(freed->bytes);
+      destroy(freed);
+      freed = next;
     }
     return bytes;
   }
@@ -82,7 +112,7 @@ class OutputCache final : public c10::Allocator {
  private:
   static void* fresh(size_t bytes) {
     void* data = nullptr;
-    if (posix_memalign(&data, kHugePage, bytes) != 0) throw std::bad_alloc();
+    if (posix_memalign(&data, kHugePage, bytes) != 0) return nullptr;
     advise_huge_pages(data, bytes);
     return data;
   }
@@ -92,14 +122,19 @@ class OutputCache final : public c10::Allocator {
     delete block;
   }
 
+  void unlink(Block* block) {
+    (block->newer ? block->newer->older : newest_) = block->older;
+    (block->older ? block->older->newer : oldest_) = block->newer;
+    block->newer = block->older = nullptr;
+    cached_bytes_ -= block->bytes;
+  }
+
   // The most recently freed block of exactly this size: the one most likely still in cache.
   Block* take(size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if ((*it)->bytes != bytes) continue;
-      Block* block = *it;
-      free_.erase(it);
-      cached_bytes_ -= bytes;
+    for (Block* block = newest_; block != nullptr; block = block->older) {
+      if (block->bytes != bytes) continue;
+      unlink(block);
       return block;
     }
     return nullptr;
@@ -107,24 +142,32 @@ class OutputCache final : public c10::Allocator {
 
   // Keeps the block, newest first; the oldest ones go to the OS past the limit.
   void put(Block* block) {
-    std::list<Block*> evicted;
+    Block* evicted = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      free_.push_front(block);
+      block->older = newest_;
+      (newest_ ? newest_->newer : oldest_) = block;
+      newest_ = block;
       cached_bytes_ += block->bytes;
       while (cached_bytes_ > size_t(limit_bytes)) {
-        cached_bytes_ -= free_.back()->bytes;
-        evicted.push_back(free_.back());
-        free_.pop_back();
+        Block* old = oldest_;
+        unlink(old);
+        old->older = evicted;
+        evicted = old;
       }
     }
-    for (Block* old : evicted) destroy(old);
+    while (evicted != nullptr) {
+      Block* next = evicted->older;
+      destroy(evicted);
+      evicted = next;
+    }
   }
 
   static void return_to_cache(void* context);
 
   std::mutex mutex_;
-  std::list<Block*> free_;
+  Block* newest_ = nullptr;
+  Block* oldest_ = nullptr;
   size_t cached_bytes_ = 0;
 };
 
@@ -139,17 +182,22 @@ void OutputCache::return_to_cache(void* context) { cache().put(static_cast<Block
 }  // namespace
 
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  const int64_t bytes = c10::multiply_integers(sizes) * int64_t(options.dtype().itemsize());
-  if (bytes < kCachedBytes) return at::empty(sizes, options);
-  if (cache().limit_bytes > 0)
-    return at::detail::empty_generic(sizes, &cache(), c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                     options.dtype().toScalarType(), std::nullopt);
-  // Without the cache, huge pages on the whole huge pages inside the tensor still halve the
-  // cost of its faults (measured: 30 against 10 ms for y at (16384, 1024, 64)).
-  auto out = at::empty(sizes, options);
-  const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
-  const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1), last = (begin + bytes) & ~(kHugePage - 1);
-  if (last > first) advise_huge_pages(reinterpret_cast<void*>(first), last - first);
+  const auto bytes = at::detail::computeStorageNbytesContiguous(sizes, options.dtype().itemsize());
+  if (bytes < size_t(kCachedBytes)) return at::empty(sizes, options);
+  if (cache().limit_bytes == 0) {
+    // Without the cache, huge pages on the whole huge pages inside the tensor still halve the
+    // cost of its faults (measured: 30 against 10 ms for y at (16384, 1024, 64)).
+    auto out = at::empty(sizes, options);
+    const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+    const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1), last = (begin + bytes) & ~(kHugePage - 1);
+    if (last > first) advise_huge_pages(reinterpret_cast<void*>(first), last - first);
+    return out;
+  }
+  at::Tensor out = at::detail::empty_generic(sizes, &cache(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                             options.dtype().toScalarType(), std::nullopt);
+  // As at::empty does: debugging runs can ask for uninitialised memory to be filled.
+  if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory())
+    at::native::fill_empty_deterministic_(out);
   return out;
 }
 

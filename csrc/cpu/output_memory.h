@@ -16,7 +16,7 @@
 
 namespace bitcodes_ext::cpu {
 
-constexpr int64_t kCachedBytes = int64_t(1) << 20;
+constexpr int64_t kCachedBytes = int64_t(2) << 20;  // one block: smaller outputs would waste most of theirs
 constexpr int64_t kDefaultCacheMB = 1024;
 constexpr const char* kCacheLimitVariable = "BITCODES_CPU_OUTPUT_CACHE_MB";
 
