@@ -96,6 +96,17 @@ def test_a_resized_output_keeps_its_values_and_returns_its_old_block(empty_cache
     torch.testing.assert_close(y.view(-1)[: before.numel()], before.view(-1), rtol=0, atol=0)
 
 
+def test_outputs_take_copy_on_write_clones_like_torchs_own(empty_cache):
+    y = decode(random_bits(4096, 7), 256)
+    before = y.clone()
+    lazy = torch._lazy_clone(y)  # needs a DataPtr whose context is its data, as torch's allocator makes
+    lazy.add_(1)  # the write copies; y keeps its values
+    torch.testing.assert_close(y, before, rtol=0, atol=0)
+    torch.testing.assert_close(lazy, before + 1, rtol=0, atol=0)
+    del y, lazy
+    assert memory.cpu_output_cache_bytes() == 8 * MB  # the write took its own block from this cache
+
+
 def test_release_frees_every_cached_block(empty_cache):
     outputs = [decode(random_bits(4096, seed), 256) for seed in range(3)]
     del outputs

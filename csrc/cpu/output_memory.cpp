@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <limits>
 #include <mutex>
-#include <new>
+#include <unordered_map>
 
 #ifdef __linux__
 #include <pthread.h>
@@ -66,20 +66,28 @@ class OutputCache final : public c10::Allocator {
 #endif
   }
 
+  // The DataPtr's context is its data, as torch's own CPU allocator makes them (copy-on-write
+  // clones need that); the block's size is looked up by address.
   c10::DataPtr allocate(size_t n) override {
     const size_t bytes = round_to_blocks(n);
-    Block* block = take(bytes);
-    if (block == nullptr) {
-      void* data = fresh(bytes);
+    void* data = take(bytes);
+    if (data == nullptr) {
+      data = fresh(bytes);
       if (data == nullptr) {  // cached blocks of other sizes may be what is missing
         release();
         data = fresh(bytes);
       }
       TORCH_CHECK_WITH(OutOfMemoryError, data != nullptr, "bitcodes_ext: out of memory allocating ", bytes,
                        " bytes for a CPU output");
-      block = new Block{data, bytes};
+      try {
+        std::lock_guard<std::mutex> lock(mutex_);
+        blocks_.emplace(data, Block{data, bytes});
+      } catch (...) {
+        std::free(data);
+        throw;
+      }
     }
-    return {block->data, block, &return_to_cache, c10::Device(c10::DeviceType::CPU)};
+    return {data, data, &return_to_cache, c10::Device(c10::DeviceType::CPU)};
   }
 
   void copy_data(void* dest, const void* src, size_t count) const override { default_copy_data(dest, src, count); }
@@ -90,19 +98,11 @@ class OutputCache final : public c10::Allocator {
   }
 
   int64_t release() {
-    Block* freed = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      freed = newest_;
-      newest_ = oldest_ = nullptr;
-      cached_bytes_ = 0;
-    }
+    std::lock_guard<std::mutex> lock(mutex_);
     int64_t bytes = 0;
-    while (freed != nullptr) {
-      Block* next = freed->older;
-      bytes += int64_t(freed->bytes);
-      destroy(freed);
-      freed = next;
+    while (oldest_ != nullptr) {
+      bytes += int64_t(oldest_->bytes);
+      destroy(oldest_);
     }
     return bytes;
   }
@@ -117,9 +117,12 @@ class OutputCache final : public c10::Allocator {
     return data;
   }
 
-  static void destroy(Block* block) {
-    std::free(block->data);
-    delete block;
+  // Under the lock: unlinks a cached block and gives it back to the OS.
+  void destroy(Block* block) {
+    unlink(block);
+    void* data = block->data;
+    blocks_.erase(data);
+    std::free(data);
   }
 
   void unlink(Block* block) {
@@ -130,42 +133,34 @@ class OutputCache final : public c10::Allocator {
   }
 
   // The most recently freed block of exactly this size: the one most likely still in cache.
-  Block* take(size_t bytes) {
+  void* take(size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
     for (Block* block = newest_; block != nullptr; block = block->older) {
       if (block->bytes != bytes) continue;
       unlink(block);
-      return block;
+      return block->data;
     }
     return nullptr;
   }
 
   // Keeps the block, newest first; the oldest ones go to the OS past the limit.
-  void put(Block* block) {
-    Block* evicted = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      block->older = newest_;
-      (newest_ ? newest_->newer : oldest_) = block;
-      newest_ = block;
-      cached_bytes_ += block->bytes;
-      while (cached_bytes_ > size_t(limit_bytes)) {
-        Block* old = oldest_;
-        unlink(old);
-        old->older = evicted;
-        evicted = old;
-      }
-    }
-    while (evicted != nullptr) {
-      Block* next = evicted->older;
-      destroy(evicted);
-      evicted = next;
+  void put(void* data) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Block* block = &blocks_.at(data);
+    block->older = newest_;
+    (newest_ ? newest_->newer : oldest_) = block;
+    newest_ = block;
+    cached_bytes_ += block->bytes;
+    while (cached_bytes_ > size_t(limit_bytes)) {
+      Block* old = oldest_;
+      destroy(old);
     }
   }
 
-  static void return_to_cache(void* context);
+  static void return_to_cache(void* data);
 
   std::mutex mutex_;
+  std::unordered_map<void*, Block> blocks_;  // every block, live or cached (node-based: stable addresses)
   Block* newest_ = nullptr;
   Block* oldest_ = nullptr;
   size_t cached_bytes_ = 0;
@@ -177,7 +172,7 @@ OutputCache& cache() {
   return *instance;
 }
 
-void OutputCache::return_to_cache(void* context) { cache().put(static_cast<Block*>(context)); }
+void OutputCache::return_to_cache(void* data) { cache().put(data); }
 
 }  // namespace
 
