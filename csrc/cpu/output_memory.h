@@ -1,8 +1,8 @@
 // Outputs for the CPU ops, from memory that earlier outputs have freed.
 //
 // A large new tensor is fresh memory from the OS: the first write to each page faults, and on
-// virtual machines those faults can cost more than the kernel that fills the tensor (a fresh
-// 64 MB tensor: ~20 ms to fill with huge pages, ~2 ms reused; benchmarks/NOTES.md). glibc
+// virtual machines those faults can cost more than the kernel that fills the tensor (a 64 MB
+// tensor: ~20 ms to fill fresh, ~8 ms with huge-page advice, ~2 ms reused; benchmarks/NOTES.md). glibc
 // returns every freed block of 32 MB or more to the OS, so a layer called in a loop would fault
 // its outputs in on every call. So outputs of kCachedBytes or more come from blocks that freed
 // outputs hand back to a cache (huge-page advice once per block), capped at
